@@ -1,0 +1,32 @@
+# segkit course — the two commands a person needs are `make demo` and `make test`.
+# Both install everything through uv (installing uv itself with pip when missing) and are idempotent.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+SHAPES ?= data/shapes
+
+.PHONY: demo test lint setup student clean-data help
+
+help:
+	@echo "make demo   - generate the small 'shapes' dataset (if missing) and print its statistics"
+	@echo "make test   - lint with ruff and run the test suite (notebooks in quick mode)"
+	@echo "make setup  - only install the environment (.venv) from uv.lock"
+
+setup: .venv/.synced
+
+# uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock.
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+demo: .venv/.synced
+	$(RUN) segkit data shapes --out $(SHAPES) --if-missing
+	$(RUN) segkit data stats $(SHAPES) --split train
+
+lint: .venv/.synced
+	$(RUN) ruff check .
+
+test: lint
+	$(RUN) pytest
