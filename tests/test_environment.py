@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +54,15 @@ def test_environment_installs_segkit_itself():
     assert editable == ["-e ."], "environment.yml's pip section must install segkit with '-e .'"
 
 
-def test_parity_check_notices_drift(tmp_path):
-    """The comparison is not vacuous: a package missing from one list is noticed."""
-    conda, _ = _conda_pip_requirements()
-    assert "torch" in conda and "segmentation-models-pytorch" in conda
-    assert _name("Segmentation_Models.PyTorch >= 0.4") == "segmentation-models-pytorch"
+def test_parity_check_notices_drift(tmp_path, monkeypatch):
+    """The comparison is not vacuous: an environment.yml that lost a package or changed a bound fails it."""
+    text = (ROOT / "environment.yml").read_text()
+    drifted = text.replace("      - scipy>=1.11\n", "").replace("torchvision>=0.21", "torchvision>=0.20")
+    assert drifted != text
+    (tmp_path / "environment.yml").write_text(drifted)
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    with pytest.raises(AssertionError, match="only in pyproject.toml: \\['scipy'\\]"):
+        test_same_package_names()
+    with pytest.raises(AssertionError, match="torchvision"):
+        test_same_version_bounds()
