@@ -1,0 +1,187 @@
+"""Scoring one submission: check it, score it on the public and private splits, record it on the board.
+
+The score is VOC mIoU accumulated over every pixel of a split (void = 255 in the truth ignored), computed
+by `segkit.metrics.ConfusionMatrix`, the very code that evaluates models during training:
+
+    IoU_c = TP_c / (TP_c + FP_c + FN_c)     mIoU = mean of IoU_c over the classes in truth or prediction
+
+Two confusion matrices are filled in the same pass over the zip, one for the public ids and one for the
+private ids.  What the student sees (`student_report`) is only ever the public part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segkit.competition.board import Board, Submission, daily_limit_message, utc_now
+from segkit.competition.ranking import ladder
+from segkit.competition.rules import Rules
+from segkit.competition.submission import SubmissionReport, check_submission
+from segkit.competition.truth import TestSet, TruthError
+from segkit.metrics import ConfusionMatrix
+
+MAX_TEAM_NAME = 40
+
+
+@dataclass
+class ScoreResult:
+    """What scoring one zip produced.  public/private: metric dicts (see `summarise`), None when rejected."""
+
+    sha256: str
+    problems: list[str] = field(default_factory=list)
+    public: dict | None = None
+    private: dict | None = None
+    report: SubmissionReport | None = None
+
+
+def team_name_problem(team: str) -> str | None:
+    """Why `team` is not a usable team name, or None.  Letters, digits, space, '-', '_', '.'; 1-40 chars."""
+    if not 1 <= len(team) <= MAX_TEAM_NAME:
+        return f"team name must have 1 to {MAX_TEAM_NAME} characters, got {len(team)}"
+    if team != team.strip():
+        return f"team name {team!r} must not start or end with a space"
+    bad = sorted({c for c in team if not (c.isalnum() or c in " -_.")})
+    if bad:
+        return f"team name {team!r} has characters {bad} (allowed: letters, digits, space, '-', '_', '.')"
+    return None
+
+
+def file_sha256(path: str | os.PathLike, limit: int) -> str:
+    """Hex sha256 of the file, or a note when it is longer than `limit` bytes (not read past the limit)."""
+    digest, total = hashlib.sha256(), 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                return "(not hashed: file too large)"
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def summarise(metrics: dict) -> dict:
+    """ConfusionMatrix.compute() -> plain JSON-able numbers.
+
+    Keys: miou, pixel_accuracy, mean_precision, mean_recall, and per-class lists iou, precision, recall
+    (NaN for a class absent from both truth and prediction).
+    """
+    return {
+        "miou": float(metrics["miou"]),
+        "pixel_accuracy": float(metrics["pixel_accuracy"]),
+        "mean_precision": float(metrics["mean_precision"]),
+        "mean_recall": float(metrics["mean_recall"]),
+        "iou": [float(v) for v in metrics["iou"].tolist()],
+        "precision": [float(v) for v in metrics["precision"].tolist()],
+        "recall": [float(v) for v in metrics["recall"].tolist()],
+    }
+
+
+def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rules) -> ScoreResult:
+    """Check and score one zip.  Never raises for a bad submission (only for a broken truth folder)."""
+    result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
+    public = ConfusionMatrix(rules.num_classes, ignore_index=255)
+    private = ConfusionMatrix(rules.num_classes, ignore_index=255)
+
+    def add(image_id: str, prediction: np.ndarray) -> None:
+        truth = test_set.read(image_id)  # (H, W) uint8
+        matrix = public if image_id in test_set.public else private
+        matrix.update(torch.from_numpy(prediction)[None], torch.from_numpy(truth)[None])
+
+    try:
+        result.report = check_submission(zip_path, test_set.sizes, rules, add)
+    except TruthError:
+        raise
+    except Exception as err:  # a case the checks did not foresee: reject, never crash
+        result.problems = [f"the submission could not be read ({type(err).__name__}: {err})"]
+        return result
+    result.problems = [str(problem) for problem in result.report.problems]
+    if not result.problems:
+        result.public, result.private = summarise(public.compute()), summarise(private.compute())
+    return result
+
+
+def submit(zip_path: str | os.PathLike, team: str, truth_dir: str | os.PathLike, board_dir: str | os.PathLike,
+           now: datetime | None = None) -> tuple[Submission, ScoreResult]:
+    """Score `zip_path` for `team` and append the result to the board; returns (the stored row, the result).
+
+    Raises ValueError for a bad team name or a missing file, TruthError / BoardError / RulesError for a broken
+    competition folder: those are the instructor's to fix, and nothing is recorded.
+    """
+    reason = team_name_problem(team)
+    if reason:
+        raise ValueError(reason)
+    if not Path(zip_path).is_file():
+        raise ValueError(f"submission {zip_path} not found (or not a file)")
+    board = Board(board_dir)
+    test_set = TestSet.load(truth_dir)
+    rules = board.rules
+    if set(test_set.sizes) and len(test_set.sizes) != rules.max_members:
+        raise TruthError(f"{truth_dir} holds {len(test_set.sizes)} test images but {board_dir} expects "
+                         f"{rules.max_members}: truth and board come from different set-ups")
+    now = now or utc_now()
+    used = board.accepted_on_day(team, now.astimezone(UTC).isoformat()[:10])
+    if used >= rules.daily_limit:  # checked again inside the board's write transaction
+        result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
+        result.problems = [daily_limit_message(team, used, rules.daily_limit)]
+    else:
+        result = score_submission(zip_path, test_set, rules)
+    row = board.record(team, result.sha256, Path(zip_path).name, problems=result.problems,
+                       public=result.public, private=result.private, now=now)
+    if not row.accepted and not result.problems:  # the limit was reached while this one was being scored
+        result.problems = row.message.splitlines()
+        result.public = result.private = None
+    return row, result
+
+
+def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
+    """The text shown to the team: public-split numbers only, never the private split or per-image scores."""
+    rules = board.rules
+    lines = [f"Submission #{row.id} by team {row.team!r} at {row.time} (sha256 {row.sha256[:16]})"]
+    if not row.accepted:
+        problems = row.message.splitlines()
+        lines.append(f"REJECTED: {len(problems)} problem(s); nothing was scored and it does not count toward "
+                     "the daily limit:")
+        lines += [f"  - {problem}" for problem in problems]
+        return "\n".join(lines)
+    used = board.accepted_on_day(row.team, row.day)
+    lines.append(f"ACCEPTED ({used} of {rules.daily_limit} submissions used today, UTC)")
+    if rules.ladder_margin:
+        own = [r for r in board.submissions(row.team) if r.accepted and r.id <= row.id]
+        scores = [-math.inf if r.public_miou is None else r.public_miou for r in own]
+        shown = ladder(scores, rules.ladder_margin)
+        if len(shown) == 1 or shown[-1] != shown[-2]:
+            verdict = "improved by more than the margin: your shown public score is now"
+        else:
+            verdict = "not better than your shown score by more than the margin; it stays at"
+        lines.append(f"Public score (Ladder, margin {rules.ladder_margin:g}): {verdict} {shown[-1]:.4f}")
+        lines.append("With the Ladder the exact score of each submission is not shown, to keep the public "
+                     "board from being overfitted.")
+        return "\n".join(lines)
+    public = result.public
+    lines.append(f"Public mIoU: {public['miou']:.4f}   pixel accuracy {public['pixel_accuracy']:.4f}   "
+                 f"mean precision {public['mean_precision']:.4f}   mean recall {public['mean_recall']:.4f}")
+    lines.append("Per class, on the public part of the test set (-: no such pixel in truth or prediction):")
+    lines.append(per_class_table(public, rules.class_names))
+    return "\n".join(lines)
+
+
+def per_class_table(metrics: dict, class_names: tuple[str, ...]) -> str:
+    """IoU, precision and recall per class in %, from a `summarise` dict (no pixel counts: those would tell
+    the class frequencies of the hidden labels)."""
+
+    def pct(value) -> str:
+        return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+    width = max(len(name) for name in class_names)
+    lines = [f"  {'class':<{width}}  {'IoU':>6}  {'prec.':>6}  {'recall':>6}"]
+    for name, iou, precision, recall in zip(class_names, metrics["iou"], metrics["precision"],
+                                            metrics["recall"], strict=True):
+        lines.append(f"  {name:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
+    return "\n".join(lines)
