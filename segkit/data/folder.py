@@ -1,0 +1,142 @@
+"""Segmentation data in plain folders: your own images and masks, paired by file name.
+
+Two common layouts are recognised automatically:
+
+    layout "images+masks"                    layout "data+labels" (EncDecMeta search space)
+    <root>/images/<name>.jpg|png|...          <root>/data/<split>/<name>.png|jpg|...
+    <root>/masks/<name>.png                   <root>/labels/<split>/<name>.png
+
+An image and its mask share the file stem (`cat_01.jpg` <-> `cat_01.png`). Masks are palette or greyscale
+PNGs of class indices, 255 = void, as in VOC (see segkit.data.masks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segkit.data.masks import VOC_CLASSES
+from segkit.data.samples import load_sample
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Map file stem -> path for the files in `folder` with one of `suffixes` (case-insensitive)."""
+    by_stem: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in suffixes:
+            continue
+        if path.stem in by_stem:
+            raise ValueError(
+                f"two files with the stem {path.stem!r} in {folder}: {by_stem[path.stem].name}, {path.name}"
+            )
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _names(stems: list[str]) -> str:
+    return ", ".join(stems[:10]) + (f", ... ({len(stems)} in all)" if len(stems) > 10 else "")
+
+
+class FolderDataset:
+    """Images and masks paired by file stem, in the "images+masks" or "data+labels" layout.
+
+    root: the dataset folder. split: None for "images+masks" (point root at one split's folder); the
+        sub-folder name (e.g. "train") for "data+labels".
+    transforms: optional callable `(image, mask) -> (image, mask)`.
+    classes: class names, index = class id (default: the 21 VOC classes).
+
+    `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void).
+    Attributes: ids (file stems, sorted), classes, num_classes, split, root, layout, image_dir, mask_dir;
+    methods image_path(i), mask_path(i). Every image needs a mask and every mask an image: unmatched
+    stems are an error that names them.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        transforms=None,
+        classes: tuple[str, ...] = VOC_CLASSES,
+    ):
+        self.root = Path(root)
+        self.split = split
+        self.transforms = transforms
+        self.classes = tuple(classes)
+        self.layout, self.image_dir, self.mask_dir = self._find_layout()
+        images = _files_by_stem(self.image_dir, IMAGE_SUFFIXES)
+        masks = _files_by_stem(self.mask_dir, (".png",))
+        images_without_mask = sorted(set(images) - set(masks))
+        masks_without_image = sorted(set(masks) - set(images))
+        if images_without_mask or masks_without_image:
+            problems = []
+            if images_without_mask:
+                problems.append(f"images without a mask in {self.mask_dir}: {_names(images_without_mask)}")
+            if masks_without_image:
+                problems.append(f"masks without an image in {self.image_dir}: {_names(masks_without_image)}")
+            raise ValueError(
+                f"{self._where}: image and mask file names must match (same stem); " + "; ".join(problems)
+            )
+        if not images:
+            raise ValueError(
+                f"{self._where}: no images found in {self.image_dir} (suffixes {IMAGE_SUFFIXES})"
+            )
+        self.ids = sorted(images)
+        self._images = images
+        self._masks = masks
+
+    @property
+    def _where(self) -> str:
+        return f"FolderDataset {self.root}" + (f" split {self.split!r}" if self.split is not None else "")
+
+    def _find_layout(self) -> tuple[str, Path, Path]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {self.root}")
+        if (self.root / "images").is_dir() and (self.root / "masks").is_dir():
+            if self.split is not None:
+                raise ValueError(
+                    f"{self.root} uses the images/ + masks/ layout, which has no splits; "
+                    f"got split={self.split!r}. "
+                    "Point root at the folder of one split and leave split=None."
+                )
+            return "images+masks", self.root / "images", self.root / "masks"
+        if (self.root / "data").is_dir() and (self.root / "labels").is_dir():
+            splits = sorted(p.name for p in (self.root / "data").iterdir() if p.is_dir())
+            if self.split is None or not (self.root / "data" / self.split).is_dir():
+                raise ValueError(
+                    f"{self.root} uses the data/<split>/ + labels/<split>/ layout: pass split= one of "
+                    f"{splits or 'none found'} (got {self.split!r})"
+                )
+            mask_dir = self.root / "labels" / self.split
+            if not mask_dir.is_dir():
+                raise FileNotFoundError(f"{self._where}: label folder {mask_dir} not found")
+            return "data+labels", self.root / "data" / self.split, mask_dir
+        raise FileNotFoundError(
+            f"{self.root} has neither images/ + masks/ nor data/<split>/ + labels/<split>/ sub-folders"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        return self._images[self.ids[index]]
+
+    def mask_path(self, index: int) -> Path:
+        return self._masks[self.ids[index]]
+
+    def __getitem__(self, index: int):
+        image, mask = load_sample(self.image_path(index), self.mask_path(index), self._where)
+        if self.transforms is None:
+            return image, mask
+        return self.transforms(image, mask)
+
+    def __repr__(self) -> str:
+        return (
+            f"FolderDataset(root='{self.root}', split={self.split!r}, layout={self.layout!r}, "
+            f"{len(self)} images)"
+        )
