@@ -1,0 +1,244 @@
+"""Relatives of UNet and DeepLabV3 from torchvision and segmentation_models_pytorch (smp), adapted to segkit's
+convention: ``forward(x: (N, 3, H, W) float)`` returns logits ``(N, num_classes, H, W)`` for any H, W; a model
+with an auxiliary head returns ``{"out": logits, "aux": aux_logits}`` in training mode only.
+
+- FCN (Long et al. 2015) on a dilated ResNet-50/101, from torchvision (output stride 8).
+- From smp, with any smp encoder (``encoder_name``; ``tu-<timm name>`` for timm models):
+  UNet ("smp_unet"), UNet++ (Zhou et al. 2018), LinkNet (Chaurasia & Culurciello 2017),
+  FPN (Kirillov et al. 2019, panoptic FPN head), PSPNet (Zhao et al. 2017), DeepLabV3+ (Chen et al. 2018).
+
+Parameter names are those of the original libraries: torchvision's ``backbone.*`` / ``classifier.*`` /
+``aux_classifier.*`` and smp's ``encoder.*`` / ``decoder.*`` / ``segmentation_head.*``, so their state dicts
+load unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from .backbones import RESNETS
+from .pretrained import (
+    PretrainedWeightsUnavailable,
+    check_smp_encoder_weights,
+    torchvision_weights_state_dict,
+)
+
+FCN_BUILDERS = {
+    "resnet50": (
+        torchvision.models.segmentation.fcn_resnet50,
+        torchvision.models.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+    ),
+    "resnet101": (
+        torchvision.models.segmentation.fcn_resnet101,
+        torchvision.models.segmentation.FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+    ),
+}
+
+
+class TorchvisionSegmentation(nn.Module):
+    """A torchvision segmentation model (FCN, DeepLabV3, ...) with segkit's output convention.
+
+    torchvision's forward always returns ``OrderedDict(out=..., [aux=...])``; this one returns the logits
+    tensor, or ``{"out", "aux"}`` when training with an aux head. Same children and parameter names as
+    the wrapped model (``backbone``, ``classifier``, ``aux_classifier``).
+    """
+
+    def __init__(self, tv_model: nn.Module, output_stride: int):
+        super().__init__()
+        self.backbone = tv_model.backbone
+        self.classifier = tv_model.classifier
+        self.aux_classifier = tv_model.aux_classifier
+        self.output_stride = output_stride
+        last = f"{len(self.classifier) - 1}."
+        self.last_layer_prefixes = ("classifier." + last,)
+        if self.aux_classifier is not None:
+            self.last_layer_prefixes += (f"aux_classifier.{len(self.aux_classifier) - 1}.",)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        features = self.backbone(x)  # OrderedDict: "out" = layer4, "aux" = layer3 (when there is an aux head)
+        logits = self.classifier(features["out"])
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        if self.aux_classifier is None or not self.training:
+            return logits
+        aux_logits = self.aux_classifier(features["aux"])
+        aux_logits = F.interpolate(aux_logits, size=size, mode="bilinear", align_corners=False)
+        return {"out": logits, "aux": aux_logits}
+
+
+def fcn(
+    num_classes: int = 21,
+    backbone: str = "resnet50",
+    aux: bool = False,
+    pretrained_backbone: bool = False,
+    pretrained: bool = False,
+) -> TorchvisionSegmentation:
+    """torchvision's FCN-ResNet (``fcn_resnet50`` / ``fcn_resnet101``): dilated ResNet (output stride 8), then
+    3x3 conv (2048 -> 512) -> BN -> ReLU -> dropout 0.1 -> 1x1 conv, upsampled bilinearly to the input size.
+
+    Args:
+        backbone: ``"resnet50"`` or ``"resnet101"``.
+        aux: auxiliary FCN head on layer3 (training-time extra loss).
+        pretrained_backbone: torchvision's ImageNet ResNet weights.
+        pretrained: torchvision's whole-model weights trained on COCO with the VOC classes
+            (``num_classes`` must be 21).
+    """
+    if backbone not in FCN_BUILDERS:
+        raise ValueError(f"fcn: backbone={backbone!r} is not one of {sorted(FCN_BUILDERS)}")
+    builder, coco_voc_weights = FCN_BUILDERS[backbone]
+    state_dict, backbone_state_dict = None, None
+    if pretrained:
+        if num_classes != 21:
+            raise ValueError(f"fcn: pretrained=True needs num_classes=21, got {num_classes}")
+        state_dict = torchvision_weights_state_dict(
+            coco_voc_weights,
+            what=f"torchvision's COCO/VOC-label weights for fcn ({backbone})",
+            instead="pretrained=False",
+        )
+    elif pretrained_backbone:
+        backbone_state_dict = torchvision_weights_state_dict(
+            RESNETS[backbone][1],
+            what=f"ImageNet weights for the {backbone} backbone of 'fcn'",
+            instead="pretrained_backbone=False",
+        )
+    tv_model = builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux)
+    if state_dict is not None:
+        if not aux:
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("aux_classifier.")}
+        tv_model.load_state_dict(state_dict)
+    if backbone_state_dict is not None:
+        without_fc = {k: v for k, v in backbone_state_dict.items() if not k.startswith("fc.")}
+        tv_model.backbone.load_state_dict(without_fc)
+    return TorchvisionSegmentation(tv_model, output_stride=8)
+
+
+class SmpSegmentation(nn.Module):
+    """An smp model that accepts any input size.
+
+    Most smp architectures need H and W divisible by the encoder's output stride (32, or 8/16 for dilated
+    encoders) and raise an error otherwise. Here such inputs are zero-padded at the bottom and right up to the
+    next multiple, and the logits are cropped back to ``(H, W)``; inputs that are already multiples go through
+    unchanged, so the result equals the smp model's own forward. (Zero is the mean colour after ImageNet
+    normalisation.) Children: ``encoder``, ``decoder``, ``segmentation_head``, as in smp.
+    """
+
+    def __init__(self, smp_model: smp.base.SegmentationModel):
+        super().__init__()
+        self.encoder = smp_model.encoder
+        self.decoder = smp_model.decoder
+        self.segmentation_head = smp_model.segmentation_head
+        self.architecture = type(smp_model).__name__
+        self.output_stride = self.encoder.output_stride
+        self.needs_divisible_input = smp_model.requires_divisible_input_shape
+        self.last_layer_prefixes = ("segmentation_head.",)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if self.needs_divisible_input:
+            stride = self.output_stride
+            x = F.pad(x, [0, (-width) % stride, 0, (-height) % stride])  # (left, right, top, bottom)
+        features = self.encoder(x)  # list of feature maps, finest first
+        logits = self.segmentation_head(self.decoder(features))
+        return logits[..., :height, :width]
+
+
+SMP_ARCHITECTURES = {
+    "smp_unet": smp.Unet,
+    "unetplusplus": smp.UnetPlusPlus,
+    "linknet": smp.Linknet,
+    "fpn": smp.FPN,
+    "pspnet": smp.PSPNet,
+    "deeplabv3plus": smp.DeepLabV3Plus,
+}
+# smp arguments that segkit sets itself: models return raw logits and no classification head.
+SMP_FIXED = {"encoder_name", "encoder_weights", "classes", "activation", "aux_params"}
+
+
+def smp_model(
+    name: str,
+    num_classes: int = 21,
+    encoder_name: str = "resnet34",
+    encoder_weights: str | None = None,
+    **options,
+) -> SmpSegmentation:
+    """Build the smp architecture ``SMP_ARCHITECTURES[name]`` wrapped in :class:`SmpSegmentation`.
+
+    Args:
+        name: key of ``SMP_ARCHITECTURES``.
+        encoder_name: any smp encoder (``smp.encoders.get_encoder_names()``) or ``"tu-<timm model>"``.
+        encoder_weights: None (random, the default) or a pretrained set such as ``"imagenet"``; needs the
+            weights cached or a network connection, else raises ``PretrainedWeightsUnavailable``.
+        options: further arguments of the smp class (e.g. ``encoder_depth``, ``decoder_channels``); unknown
+            ones raise ``TypeError`` listing the accepted ones.
+    """
+    architecture = SMP_ARCHITECTURES[name]
+    accepted = [
+        p.name
+        for p in inspect.signature(architecture).parameters.values()
+        if p.kind is not p.VAR_KEYWORD and p.name not in SMP_FIXED
+    ]
+    for option in options:
+        if option in SMP_FIXED:
+            raise TypeError(f"model {name!r}: option {option!r} is set by segkit (models return raw logits)")
+        if option not in accepted:
+            raise TypeError(
+                f"model {name!r} has no option {option!r}; its options: "
+                f"encoder_name, encoder_weights, {', '.join(accepted)}"
+            )
+    if not encoder_name.startswith("tu-") and encoder_name not in smp.encoders.get_encoder_names():
+        raise ValueError(
+            f"{name}: unknown smp encoder {encoder_name!r}; see smp.encoders.get_encoder_names() "
+            "(e.g. resnet18, resnet34, resnet50, mobilenet_v2, efficientnet-b0) or use 'tu-<timm model>'"
+        )
+    if encoder_weights is not None:  # fail fast offline, before smp's download retries
+        check_smp_encoder_weights(encoder_name, encoder_weights, name)
+    try:
+        model = architecture(
+            encoder_name=encoder_name, encoder_weights=encoder_weights, classes=num_classes, **options
+        )
+    except OSError as err:  # download problems (huggingface_hub errors are OSErrors)
+        if encoder_weights is None:
+            raise
+        raise PretrainedWeightsUnavailable(
+            f"{name}: could not get the {encoder_weights!r} weights of smp encoder {encoder_name!r}: {err}. "
+            "Use encoder_weights=None to start from random weights."
+        ) from err
+    return SmpSegmentation(model)
+
+
+def smp_unet(num_classes=21, encoder_name="resnet34", encoder_weights=None, **options) -> SmpSegmentation:
+    """smp's UNet: the encoder's feature maps decoded with upsampling + skip concatenation + convs."""
+    return smp_model("smp_unet", num_classes, encoder_name, encoder_weights, **options)
+
+
+def unetplusplus(num_classes=21, encoder_name="resnet34", encoder_weights=None, **options) -> SmpSegmentation:
+    """UNet++ (Zhou et al. 2018): nested, densely connected skip pathways between encoder and decoder."""
+    return smp_model("unetplusplus", num_classes, encoder_name, encoder_weights, **options)
+
+
+def linknet(num_classes=21, encoder_name="resnet34", encoder_weights=None, **options) -> SmpSegmentation:
+    """LinkNet (Chaurasia & Culurciello 2017): light decoder, skips are added instead of concatenated."""
+    return smp_model("linknet", num_classes, encoder_name, encoder_weights, **options)
+
+
+def fpn(num_classes=21, encoder_name="resnet34", encoder_weights=None, **options) -> SmpSegmentation:
+    """FPN (Lin et al. 2017; head of Kirillov et al. 2019): a top-down feature pyramid merged at stride 4."""
+    return smp_model("fpn", num_classes, encoder_name, encoder_weights, **options)
+
+
+def pspnet(num_classes=21, encoder_name="resnet34", encoder_weights=None, **options) -> SmpSegmentation:
+    """PSPNet (Zhao et al. 2017): pyramid pooling (1, 2, 3, 6 bins) on stride-8 features (encoder_depth 3)."""
+    return smp_model("pspnet", num_classes, encoder_name, encoder_weights, **options)
+
+
+def deeplabv3plus(
+    num_classes=21, encoder_name="resnet34", encoder_weights=None, **options
+) -> SmpSegmentation:
+    """DeepLabV3+ (Chen et al. 2018): ASPP at stride 16 plus a decoder that adds stride-4 encoder features."""
+    return smp_model("deeplabv3plus", num_classes, encoder_name, encoder_weights, **options)
