@@ -39,7 +39,8 @@ class ConfusionMatrix:
 
     Args:
         num_classes: C.
-        ignore_index: target value of void pixels, left out of every count (255 in VOC; None = none).
+        ignore_index: target value of void pixels, left out of every count: 255 in VOC, None for no void;
+            it must be >= num_classes (a negative value such as torch's -100 is not supported).
         device: where `matrix` lives. None: it follows the tensors given to `update` (moved once, when
             they first arrive on another device). For distributed evaluation with NCCL use the GPU.
 
@@ -49,8 +50,12 @@ class ConfusionMatrix:
     def __init__(self, num_classes: int, ignore_index: int | None = 255, device=None) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if ignore_index is not None and 0 <= ignore_index < num_classes:
-            raise ValueError(f"ignore_index={ignore_index} is a class index (num_classes={num_classes})")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+                                         or ignore_index < num_classes):
+            raise ValueError(
+                f"ignore_index must be None or an int >= num_classes={num_classes} (VOC: 255), "
+                f"got {ignore_index!r}"
+            )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.follow_inputs = device is None
@@ -63,9 +68,8 @@ class ConfusionMatrix:
         target: (N, H, W) integer labels in [0, C) or ignore_index.
         Any shape works as long as pred labels and target have the same shape.
 
-        Computed as one bincount of the flat index C * target + pred, in int64, on the tensors' device:
-        void pixels are sent to an extra bin C * C that is then dropped, which avoids copying the valid
-        pixels out with a boolean mask (the slow part of the usual recipe).
+        Computed as one bincount of the flat index C * target + pred, in int64, on the tensors' device
+        (torchvision's recipe, without its boolean mask: see the comments below).
         """
         C = self.num_classes
         if pred.is_floating_point() and pred.dim() == target.dim() + 1:
@@ -88,25 +92,26 @@ class ConfusionMatrix:
         if target.numel() == 0:
             return
 
-        # Cheap range checks: one min/max over all predictions; the exact check (valid pixels only) and
-        # the error message are worked out only when that fails.
+        # Cheap range check: one min/max over all predictions. Only when it fails: the exact check (valid
+        # pixels only) with its error message; predictions out of range at void pixels are allowed (say,
+        # the ground truth itself) and are set to 0, in a copy, so that they cannot reach a class bin.
         pred_min, pred_max = torch.aminmax(pred)
         if pred_min.item() < 0 or pred_max.item() >= C:
             self._raise_for_bad_values(pred, target)
+            pred = pred.masked_fill(target == self.ignore_index, 0)
 
-        flat = torch.add(pred, target.to(torch.int64), alpha=C)  # C * target + pred, a new int64 tensor
-        num_void = 0
-        if self.ignore_index is not None:
-            void = target == self.ignore_index
-            num_void = void.sum().item()
-            flat.masked_fill_(void, C * C)
-        # With every prediction in [0, C), a target outside [0, C) (and not void) gives a flat index < 0,
-        # > C * C, or (target C, prediction 0) exactly C * C, which then holds more than the void pixels.
+        # Flat index C * target + pred (a new int64 tensor): bin C * t + p counts truth t predicted as p.
+        # Void pixels (t = ignore_index >= C) land on bins C * ignore_index + p, past the C * C bins we
+        # keep, so they need no mask: no boolean selection copies the valid pixels out.
+        flat = torch.add(pred, target.to(torch.int64), alpha=C)
+        # With every prediction in [0, C), a bad target value shows up as a flat index < 0, past the void
+        # bins, or in the gap between the C * C class bins and the void bins.
+        end = C * C if self.ignore_index is None else C * self.ignore_index + C
         flat_min, flat_max = torch.aminmax(flat)
-        if flat_min.item() < 0 or flat_max.item() > C * C:
+        if flat_min.item() < 0 or flat_max.item() >= end:
             self._raise_for_bad_values(pred, target)
-        counts = torch.bincount(flat.reshape(-1), minlength=C * C + 1)
-        if counts[C * C].item() != num_void:
+        counts = torch.bincount(flat.reshape(-1), minlength=C * C)
+        if self.ignore_index is not None and counts[C * C : C * self.ignore_index].any().item():
             self._raise_for_bad_values(pred, target)
         counts = counts[: C * C].view(C, C)
 
@@ -123,10 +128,8 @@ class ConfusionMatrix:
             valid = target != self.ignore_index
         bad_target = target[valid & ((target < 0) | (target >= C))]
         if bad_target.numel():
-            raise ValueError(
-                f"target holds values outside [0, {C}) other than ignore_index={self.ignore_index}: "
-                f"{_some_values(bad_target)}"
-            )
+            void = "" if self.ignore_index is None else f" other than ignore_index={self.ignore_index}"
+            raise ValueError(f"target holds values outside [0, {C}){void}: {_some_values(bad_target)}")
         bad_pred = pred[valid & ((pred < 0) | (pred >= C))]
         if bad_pred.numel():
             raise ValueError(

@@ -196,17 +196,20 @@ def test_bad_values_raise_clear_errors():
         cm.update(torch.tensor([[3, 5, 0, 0]]), target)
     with pytest.raises(ValueError, match=r"outside \[0, 3\) at non-ignored pixels: \[-1\]"):
         cm.update(torch.tensor([[-1, 0, 0, 0]]), target)
-    # A target of exactly C with prediction 0 lands on the flat index C * C: still caught.
+    # Bad targets below 0, between C and the void value, and above it.
     bad_target = r"target holds values outside \[0, 3\) other than ignore_index=255: \[3\]"
     with pytest.raises(ValueError, match=bad_target):
         cm.update(torch.tensor([[0, 0, 0, 0]]), torch.tensor([[3, 1, 2, 255]]))
-    with pytest.raises(ValueError, match=r"target holds values .*: \[-4, 7\]"):
-        cm.update(torch.tensor([[0, 0, 0, 0]]), torch.tensor([[-4, 7, 2, 255]]))
+    for values in ([-4, 7], [254, 256], [-1, 300]):
+        with pytest.raises(ValueError, match=rf"target holds values .*: \[{values[0]}, {values[1]}\]"):
+            cm.update(torch.tensor([[0, 0, 0, 0]]), torch.tensor([values + [2, 255]]))
     assert cm.matrix.sum() == 0  # nothing was counted by the failed updates
 
     # Any prediction at a void pixel is fine (e.g. the ground truth itself, with its 255s).
     cm.update(target.clone(), target)
     assert torch.equal(cm.matrix, torch.eye(3, dtype=torch.int64))
+    cm.update(torch.tensor([[0, 1, 2, -3 * 255]]), target)  # C * 255 + p would be bin 0 without care
+    assert torch.equal(cm.matrix, 2 * torch.eye(3, dtype=torch.int64))
 
     with pytest.raises(ValueError, match=r"pred shape \(1, 3\) and target shape \(1, 4\) do not match"):
         cm.update(torch.tensor([[0, 1, 2]]), target)
@@ -216,19 +219,21 @@ def test_bad_values_raise_clear_errors():
         cm.update(torch.zeros(1, 4), target)
     with pytest.raises(TypeError, match="target shape .* is torch.float32, expected integer labels"):
         cm.update(torch.zeros(1, 4, dtype=torch.int64), target.float())
-    with pytest.raises(ValueError, match="ignore_index=2 is a class index"):
-        ConfusionMatrix(3, ignore_index=2)
 
 
 def test_other_ignore_indices():
-    target = torch.tensor([[0, 1, -100, 1]])
     pred = torch.tensor([[0, 1, 1, 0]])
-    cm = ConfusionMatrix(2, ignore_index=-100)  # torch's cross-entropy default
-    cm.update(pred, target)
+    cm = ConfusionMatrix(2, ignore_index=2)  # the smallest allowed: right after the classes
+    cm.update(pred, torch.tensor([[0, 1, 2, 1]]))
     assert torch.equal(cm.matrix, torch.tensor([[1, 0], [1, 1]]))
     cm = ConfusionMatrix(2, ignore_index=None)
-    with pytest.raises(ValueError, match="target holds values outside"):
-        cm.update(pred, target)
+    with pytest.raises(ValueError, match=r"target holds values outside \[0, 2\): \[255\]"):
+        cm.update(pred, torch.tensor([[0, 1, 255, 1]]))
+    cm.update(pred, torch.tensor([[0, 1, 1, 1]]))
+    assert torch.equal(cm.matrix, torch.tensor([[1, 0], [1, 2]]))
+    for bad in (-100, 1, 2.0):
+        with pytest.raises(ValueError, match="ignore_index must be None or an int >= num_classes=3"):
+            ConfusionMatrix(3, ignore_index=bad)
 
 
 def test_state_dict_round_trip_and_all_reduce_without_distributed():
