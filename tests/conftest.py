@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
-import pytest
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a 2-core machine, spinning threads of one process
+# (or of the subprocesses that the resume and DDP tests start) otherwise starve the others' work.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
