@@ -182,6 +182,13 @@ def test_state_dict_round_trip_continues_the_same_curve(name):
     second_part = _rates(resumed_opt, resumed, total + 5 - stop)
     assert first_part + second_part == uninterrupted
 
+    # The other order (optimizer loaded first, scheduler built on it) continues the same curve too.
+    other_opt = _optimizer((0.01, 0.03), lr_mults=(1.0, 3.0))
+    other_opt.load_state_dict(saved["optimizer"])
+    other = build_scheduler(other_opt, name, total, **options)
+    other.load_state_dict(saved["scheduler"])
+    assert first_part + _rates(other_opt, other, total + 5 - stop) == uninterrupted
+
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_lr_curve_matches_the_stepped_scheduler(name):

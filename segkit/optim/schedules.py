@@ -17,7 +17,14 @@ How the rate of each parameter group is found: the scheduler remembers each grou
 (`group["initial_lr"]`, which `build_optimizer` set to `lr * group["lr_mult"]`) and multiplies the curve
 into it, so a group with multiplier m always runs at m times the rate of a group with multiplier 1.
 Absolute rates in the options (`min_lr`, `slow_start_lr`) are given for multiplier 1 and are scaled by
-the group's `lr_mult` too (a group without "lr_mult" counts as 1).
+the group's `lr_mult` too (a group without "lr_mult" counts as 1), so every group follows the same curve
+shape. (mmsegmentation applies its eta_min unscaled to every group; the two agree for lr_mult 1.)
+
+Resuming: save `scheduler.state_dict()` (plain numbers, loads with `torch.load(weights_only=True)`) with
+`optimizer.state_dict()`. To resume, build the optimizer and the scheduler with the same options as at the
+start, then call `optimizer.load_state_dict(saved_optimizer)` and `scheduler.load_state_dict(saved_scheduler)`
+(torch's order; here the other order works too, because loading the scheduler writes the rate of the
+restored iteration into the groups). Training then continues on the same curve.
 
 Schedules (the registry `SCHEDULERS`):
 
@@ -32,10 +39,13 @@ Schedules (the registry `SCHEDULERS`):
   remaining iterations. It is exactly
       SequentialLR([LinearLR(start_factor, total_iters=W), PolynomialLR(total_iters=T - W, power)],
                    milestones=[W])
-  i.e. the warmup never multiplies the poly curve: the poly clock starts at 0 when the warmup ends, and
-  iteration W runs at the full base rate. (mmcv 1.x, used by mmsegmentation 0.x, multiplied a warmup
-  factor into a poly curve that started at t = 0; that is a different, slightly lower curve.)
-  It is also DeepLab's linear slow start with slow_start_lr = start_factor * base.
+  (torchvision's reference), i.e. the warmup never multiplies the poly curve: the poly clock starts at 0
+  when the warmup ends, and iteration W runs at the full base rate. It is also DeepLab's linear slow start
+  with slow_start_lr = start_factor * base. mmsegmentation 1.x (mmengine's LinearLR(begin=0, end=W) then
+  PolyLR(begin=W, end=T)) is the same up to one iteration: mmengine's schedulers last end - begin - 1
+  steps, so its warmup reaches the base rate at t = W - 1 and its poly reaches eta_min at t = T - 1.
+  mmcv 1.x (mmsegmentation 0.x) instead multiplied a warmup factor into a poly curve that started at
+  t = 0 over all T iterations: a different, slightly lower curve.
 - "cosine" (`CosineLR`): optional linear warmup as above, then
       min_lr + (base - min_lr) * (1 + cos(pi * t' / T')) / 2,   t' = min(t - W, T'),  T' = T - W
   With W = 0 it equals `torch.optim.lr_scheduler.CosineAnnealingLR(T_max=T, eta_min=min_lr)` for
@@ -98,6 +108,14 @@ class IterationSchedule(LRScheduler):
             self.rate(t, base_lr, group.get("lr_mult", 1.0))
             for base_lr, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)
         ]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the iteration counter, then write the rate of that iteration into the groups, so the
+        curve continues whether the optimizer state was loaded before or after this call."""
+        super().load_state_dict(state_dict)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 def _check_below_base(optimizer: torch.optim.Optimizer, option: str, value: float) -> None:
