@@ -49,7 +49,8 @@ def _run_stats(args: argparse.Namespace) -> int:
     from segkit.data.voc import VOCSegmentation
 
     root = Path(args.root)
-    if (root / "images").is_dir() or (root / "data").is_dir() and (root / "labels").is_dir():
+    folder_layout = (root / "images").is_dir() or ((root / "data").is_dir() and (root / "labels").is_dir())
+    if folder_layout:
         dataset = FolderDataset(root, split=args.split)
     else:
         dataset = VOCSegmentation(root, split=args.split or "train")

@@ -73,3 +73,17 @@ def test_python_dash_m_segkit_runs_as_a_process(tmp_path):
     assert "wrote the shapes dataset" in run.stdout
     counts, n_images = train_counts(out)
     assert n_images == 3 and counts.sum() == 3 * 48 * 48
+
+
+def test_stats_of_a_folder_layout(tmp_path, capsys):
+    from segkit.data import write_mask
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (3, 2)).save(tmp_path / "images/one.png")
+    write_mask(tmp_path / "masks/one.png", np.array([[0, 0, 15], [15, 15, 255]]))
+    assert main(["data", "stats", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    person = next(line for line in table.splitlines() if " person " in line)
+    assert person.split()[2:] == ["3", "60.00", "1", "100.0"]  # 3 of the 5 labelled pixels, in 1 image
+    assert "FolderDataset" in table and "3x2: 1" in table

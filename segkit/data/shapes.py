@@ -17,8 +17,9 @@ What is in an image (size x size pixels, default 128):
 - in the mask, a thin band of 255 ("void") along every boundary between two labels, as in VOC, because
   the blurred, JPEG-compressed image does not say exactly where one object ends.
 
-Background covers roughly 75-80 % of the labelled pixels: predicting "background" everywhere scores a high
-pixel accuracy but a low mean IoU — the class-imbalance lesson of VOC.
+Background covers about 87 % of the labelled pixels (void about 4 % of all pixels): predicting "background"
+everywhere scores a pixel accuracy near 0.87 but a mean IoU near 0.87 / 6 = 0.15 (IoU 0 for the five object
+classes) — the class-imbalance lesson of VOC.
 
 Files written under out_dir:
 
@@ -114,7 +115,6 @@ def _draw_sample(rng, size: int) -> tuple[np.ndarray, np.ndarray]:
     """One image (size, size, 3) uint8 and its mask (size, size) uint8 with a void band."""
     image = _background(rng, size)
     label = Image.new("L", (size, size), 0)
-    yy, xx = np.mgrid[0:size, 0:size] / size
     class_ids = list(SHAPE_CLASSES)
     centres: list[tuple[float, float, float]] = []
     for _ in range(int(rng.integers(1, 5))):
@@ -132,14 +132,14 @@ def _draw_sample(rng, size: int) -> tuple[np.ndarray, np.ndarray]:
         outline = _polygon(shape, cx, cy, radius, rng.uniform(0, 2 * np.pi), rng)
         footprint = Image.new("L", (size, size), 0)
         ImageDraw.Draw(footprint).polygon(outline, fill=1)
-        inside = np.asarray(footprint, dtype=bool)
+        rows, cols = np.nonzero(np.asarray(footprint))
         ImageDraw.Draw(label).polygon(outline, fill=class_id)
+        # Colour: the class colour, jittered, shaded by a linear gradient in a random direction.
         direction = rng.uniform(0, 2 * np.pi)
-        shading = 1 + rng.uniform(0.1, 0.3) * (
-            (xx - 0.5) * np.cos(direction) + (yy - 0.5) * np.sin(direction)
-        )
+        along = (cols / size - 0.5) * np.cos(direction) + (rows / size - 0.5) * np.sin(direction)
+        shading = 1 + rng.uniform(0.1, 0.3) * along
         object_colour = np.clip(np.asarray(colour) + rng.normal(0, 15, size=3), 0, 255)
-        image[inside] = (shading[..., None] * object_colour)[inside]
+        image[rows, cols] = shading[:, None] * object_colour
     # Soft edges (an optical blur), then sensor noise.
     blurred = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.8))
     noisy = np.asarray(blurred, dtype=np.float64) + rng.normal(0, 6, size=(size, size, 3))
