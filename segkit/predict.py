@@ -35,11 +35,17 @@ The model is put in eval mode for the call and its previous mode restored afterw
 from __future__ import annotations
 
 import math
+import tempfile
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segkit.data import write_mask
+from segkit.metrics import ConfusionMatrix
 
 PAD_MODES = ("constant", "reflect", "replicate")
 
@@ -187,3 +193,58 @@ def predict_probs(
 def predict_labels(model: nn.Module, images: torch.Tensor, **options) -> torch.Tensor:
     """The most probable class per pixel: (N, 3, H, W) -> (N, H, W) int64. Options as for `predict_probs`."""
     return predict_probs(model, images, **options).argmax(dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole datasets: evaluation against masks, and a submission zip of predicted masks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def evaluate_dataset(model: nn.Module, loader, num_classes: int, ignore_index: int = 255, **options) -> dict:
+    """Dataset-level metrics of `model` on `loader` (batches of images (N, 3, H, W), masks (N, H, W)).
+
+    Predictions come from `predict_labels(model, images, **options)` (whole image, sliding window, TTA)
+    and go into one segkit.metrics.ConfusionMatrix over the whole dataset (the VOC definition: never a
+    mean of per-image scores). Returns `ConfusionMatrix.compute()` plus "num_images".
+    """
+    device = _model_device(model)
+    confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
+    num_images = 0
+    for images, masks in loader:
+        images = images.as_subclass(torch.Tensor).to(device)
+        masks = masks.as_subclass(torch.Tensor).to(device)
+        confusion.update(predict_labels(model, images, **options), masks)
+        num_images += len(images)
+    metrics = confusion.compute()
+    metrics["num_images"] = num_images
+    return metrics
+
+
+def write_submission(model: nn.Module, dataset, out_path, **options) -> int:
+    """Predict every image of `dataset` and write a zip of masks in the competition's format.
+
+    dataset: items (image (3, H, W) float normalised, mask or None), with `ids` (image ids) in the same
+        order, e.g. a segkit VOCSegmentation of the test split built with require_masks=False.
+    The zip is flat: one palette PNG per image, named `<image_id>.png`, holding the predicted class index
+    of every pixel at the image's own size, written by segkit.data.write_mask. Images are predicted one
+    at a time (test images may differ in size). Returns the number of masks written.
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    device = _model_device(model)
+    partial = out_path.with_name(out_path.name + ".partial")
+    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+        for index, image_id in enumerate(dataset.ids):
+            image = dataset[index][0]
+            image = image.as_subclass(torch.Tensor).unsqueeze(0).to(device)
+            labels = predict_labels(model, image, **options)[0]
+            png = Path(folder) / f"{image_id}.png"
+            write_mask(png, labels.to(torch.uint8).cpu())
+            zf.write(png, arcname=png.name)
+    partial.replace(out_path)  # the zip appears complete or not at all
+    return len(dataset.ids)

@@ -1,0 +1,249 @@
+"""From a resolved config (segkit.config) to the parts of a training run, one small function per part.
+
+    config = load_config("shapes_unet")
+    train_set = build_dataset(config, "train")        # data.dataset, data.root, augmentation
+    model = model_from_config(config)                 # segkit.models.build_model(model.name, ...)
+    loss_fn = loss_from_config(config)                # segkit.losses.build_loss(...)
+    optimizer = optimizer_from_config(config, model)  # segkit.optim.build_optimizer(...)
+    trainer = build_trainer(config)                   # all of the above, wired into a Trainer
+
+Each function only translates config keys into the arguments of the function that really builds the part
+(nothing is re-implemented here). When that function refuses an option, the error is re-raised as a
+ConfigError that names the config key at fault, e.g. `model.options: model 'unet' has no option 'depht'`.
+
+The number of classes and their names come from the dataset: `build_trainer` writes them into the config
+(`data.classes`), so checkpoints carry them and `segkit evaluate` / `segkit predict` can rebuild the model
+without guessing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from segkit import paths
+from segkit.config import ConfigError
+from segkit.data import (
+    FolderDataset,
+    VOCSegmentation,
+    default_shapes_dir,
+    eval_transforms,
+    train_transforms,
+)
+from segkit.losses import LOSSES, build_loss
+from segkit.models import MODELS, build_model
+from segkit.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+
+
+@contextmanager
+def blame(key: str, source: str = "config"):
+    """Turn a ValueError/TypeError raised while building a part into a ConfigError naming `key`
+    (and prefix a FileNotFoundError's message with the key)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise ConfigError(source, [f"{key}: {error}"]) from error
+    except FileNotFoundError as error:  # a folder named by the config is missing: name the key too
+        raise FileNotFoundError(f"{source}: {key}: {error}") from error
+
+
+def check_name(key: str, name: str, registry: dict, source: str = "config") -> None:
+    """A ConfigError naming `key` when `name` is not in `registry` (with a "did you mean" hint)."""
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        known = ", ".join(sorted(registry))
+        raise ConfigError(source, [f"{key}: unknown name {name!r}{hint}; known: {known}"])
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def dataset_root(config: dict) -> Path:
+    """data.root, or the default for the dataset: data/shapes for shapes, data/ for VOC ($SEGKIT_DATA)."""
+    data = config["data"]
+    if data["root"] is not None:
+        return Path(data["root"]).expanduser()
+    if data["dataset"] == "shapes":
+        return default_shapes_dir()
+    if data["dataset"] == "voc":
+        return paths.data_root()
+    raise ConfigError("config", ["data.root: the folder dataset needs a root (the folder holding your data)"])
+
+
+def build_dataset(config: dict, split: str, train: bool = False, require_masks: bool = True, source="config"):
+    """The dataset of `split` with training augmentation (train=True) or evaluation transforms.
+
+    voc, shapes: segkit.data.VOCSegmentation (shapes is in the VOC layout). require_masks=False allows a
+        split whose masks are held back (the test split); its samples are then (image, None).
+    folder: segkit.data.FolderDataset: `<root>/<split>/` when it holds images/ + masks/, otherwise the
+        data/<split>/ + labels/<split>/ layout under root.
+    Samples are (image float32 (3, H, W) normalised, mask int64 (H, W), 255 = void).
+    """
+    data = config["data"]
+    if train:
+        transforms = train_transforms(
+            crop_size=data["crop_size"], base_size=data["base_size"], scale_range=tuple(data["scale_range"]),
+            hflip=data["hflip"], vflip=data["vflip"], mean=tuple(data["mean"]), std=tuple(data["std"]),
+        )
+    else:
+        transforms = eval_transforms(mean=tuple(data["mean"]), std=tuple(data["std"]))
+    root = dataset_root(config)
+    if data["dataset"] == "shapes" and not (root / "VOCdevkit").is_dir():
+        raise FileNotFoundError(f"{source}: data.root: no shapes dataset in {root}; generate it with: "
+                                f"segkit data shapes --out {root}")
+    with blame("data", source):
+        if data["dataset"] == "folder":
+            classes = data["classes"] if data["classes"] is not None else None
+            extra = {"classes": tuple(classes)} if classes is not None else {}
+            if (root / split / "images").is_dir():
+                return FolderDataset(root / split, None, transforms, **extra)
+            return FolderDataset(root, split, transforms, **extra)
+        dataset = VOCSegmentation(root, split, transforms, require_masks=require_masks)
+    if data["classes"] is not None and list(data["classes"]) != list(dataset.classes):
+        raise ConfigError(source, [f"data.classes: the {data['dataset']} dataset has the classes "
+                                   f"{list(dataset.classes)}; got {data['classes']}"])
+    return dataset
+
+
+def train_loader(config: dict, dataset) -> DataLoader:
+    """Shuffled batches of data.batch_size. The last incomplete batch is dropped (a batch of one image
+    breaks BatchNorm) unless the dataset is smaller than one batch."""
+    data = config["data"]
+    return DataLoader(
+        dataset, batch_size=data["batch_size"], shuffle=True, num_workers=data["num_workers"],
+        drop_last=len(dataset) >= data["batch_size"], pin_memory=torch.cuda.is_available(),
+        persistent_workers=data["num_workers"] > 0,
+    )
+
+
+def eval_loader(config: dict, dataset) -> DataLoader:
+    """Batches of data.eval_batch_size in a fixed order, every sample once."""
+    data = config["data"]
+    return DataLoader(dataset, batch_size=data["eval_batch_size"], shuffle=False,
+                      num_workers=data["num_workers"], pin_memory=torch.cuda.is_available())
+
+
+# ------------------------------------------------------------------------------ model, loss, optimizer
+
+
+def model_from_config(config: dict, num_classes: int | None = None, source: str = "config"):
+    """segkit.models.build_model(model.name, num_classes, **model.options).
+
+    num_classes: default len(data.classes) (filled in by build_trainer from the dataset).
+    """
+    if num_classes is None:
+        classes = config["data"]["classes"]
+        if classes is None:
+            raise ConfigError(source, ["data.classes: unknown; build the dataset first (build_trainer does)"])
+        num_classes = len(classes)
+    model = config["model"]
+    check_name("model.name", model["name"], MODELS, source)
+    with blame("model.options", source):
+        return build_model(model["name"], num_classes=num_classes, **model["options"])
+
+
+def loss_from_config(config: dict, source: str = "config") -> torch.nn.Module:
+    """segkit.losses.build_loss({"name": loss.name, **loss.options})."""
+    loss = config["loss"]
+    check_name("loss.name", loss["name"], LOSSES, source)
+    with blame("loss.options", source):
+        return build_loss({"name": loss["name"], **loss["options"]})
+
+
+def optimizer_from_config(config: dict, model: torch.nn.Module, source: str = "config"):
+    """segkit.optim.build_optimizer(model, optimizer.name, lr, weight_decay, **optimizer.options)."""
+    opt = config["optimizer"]
+    check_name("optimizer.name", opt["name"], OPTIMIZERS, source)
+    with blame("optimizer.options", source):
+        return build_optimizer(model, opt["name"], lr=opt["lr"], weight_decay=opt["weight_decay"],
+                               **opt["options"])
+
+
+def scheduler_from_config(config: dict, optimizer, total_steps: int, source: str = "config"):
+    """segkit.optim.build_scheduler(optimizer, schedule.name, total_steps, **schedule.options)."""
+    schedule = config["schedule"]
+    check_name("schedule.name", schedule["name"], SCHEDULERS, source)
+    with blame("schedule.options", source):
+        return build_scheduler(optimizer, schedule["name"], total_steps=total_steps, **schedule["options"])
+
+
+# -------------------------------------------------------------------------------------------- the run
+
+
+def run_dir(config: dict) -> Path:
+    """run.dir (default $SEGKIT_RUNS or runs/) / run.name."""
+    run = config["run"]
+    if run["name"] is None:
+        raise ConfigError("config", ["run.name: needed to name the run folder"])
+    return paths.runs_root(run["dir"]) / run["name"]
+
+
+def build_trainer(config: dict, resume: bool = False, source: str = "config", **trainer_options):
+    """A Trainer for `config`: datasets, loaders, model, loss, optimizer, schedule, run folder.
+
+    Fills `config["data"]["classes"]` from the training set (so the saved config and every checkpoint
+    name the classes). trainer_options are passed on to Trainer (e.g. progress_bar=False, callbacks=...).
+    """
+    from segkit.trainer import Trainer
+
+    train_set = build_dataset(config, config["data"]["train_split"], train=True, source=source)
+    val_set = build_dataset(config, config["data"]["val_split"], train=False, source=source)
+    config["data"]["classes"] = list(train_set.classes)
+    torch.manual_seed(config["train"]["seed"])  # the initial weights depend on the seed only
+    model = model_from_config(config, source=source)
+    loss_fn = loss_from_config(config, source=source)
+    optimizer = optimizer_from_config(config, model, source=source)
+    train = config["train"]
+    amp = None if train["amp"] == "off" else train["amp"]
+    with blame("train", source):
+        trainer = Trainer(
+            model, loss_fn, optimizer, train_loader(config, train_set), eval_loader(config, val_set),
+            num_classes=len(train_set.classes), class_names=list(train_set.classes), run_dir=run_dir(config),
+            epochs=train["epochs"], device=train["device"], amp=amp,
+            channels_last=train["channels_last"], grad_accum_steps=train["grad_accum_steps"],
+            clip_grad_norm=train["clip_grad_norm"], micro_batch_size=train["micro_batch_size"],
+            overfit_batches=train["overfit_batches"], limit_batches=train["limit_batches"],
+            checkpoint_every_steps=train["checkpoint_every_steps"], keep_last_k=train["keep_last_k"],
+            best_metric=train["best_metric"], best_mode="min" if train["best_metric"] == "loss" else "max",
+            seed=train["seed"], resume=resume, sync_batchnorm=train["sync_batchnorm"], config=config,
+            print_table=train["print_table"], **trainer_options,
+        )
+    trainer.scheduler = scheduler_from_config(config, trainer.optimizer, trainer.total_steps, source=source)
+    return trainer
+
+
+# ------------------------------------------------------------------------------------- from a checkpoint
+
+# Options that would fetch pretrained weights: off when the weights come from a checkpoint anyway.
+PRETRAINED_OPTIONS = {"pretrained": False, "pretrained_backbone": False, "encoder_weights": None}
+
+
+def model_from_checkpoint(path, device: str | torch.device = "cpu"):
+    """Rebuild the model of a Trainer checkpoint and load its weights; returns (model in eval mode, config).
+
+    The checkpoint's config (a plain dict) is checked again with segkit.config.validate_config, the model
+    is built from it with num_classes from the checkpoint and pretrained downloads switched off (the
+    weights come from the file), then `load_state_dict` puts the trained weights in.
+    """
+    from segkit.config import validate_config
+    from segkit.trainer import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    source = f"{path} (the config stored in the checkpoint)"
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint or not checkpoint.get("config"):
+        raise ValueError(f"{path} is not a segkit Trainer checkpoint (it needs 'model' and 'config' entries)")
+    config = validate_config(checkpoint["config"], source=source)
+    options = config["model"]["options"]
+    for key, off in PRETRAINED_OPTIONS.items():
+        if key in options:
+            options[key] = off
+    model = model_from_config(config, num_classes=checkpoint["num_classes"], source=source)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), config
