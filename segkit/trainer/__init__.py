@@ -1,0 +1,48 @@
+"""segkit.trainer: the training loop, its callbacks, checkpoints and distributed plumbing.
+
+    trainer.py      Trainer: fit / evaluate / predict, train_one_epoch, eval_one_epoch
+    callbacks.py    Callback events and the built-ins (progress bar, CSV, TensorBoard, checkpoints, ...)
+    checkpoint.py   atomic saves, weights_only loads, RNG states as tensors
+    data_order.py   seeded, resumable, sharded data order (why the Trainer re-creates DataLoaders)
+    distributed.py  torchrun environment, process group, rank-0-only writes
+"""
+
+from .callbacks import (
+    Callback,
+    Checkpointer,
+    CSVLogger,
+    EarlyStopping,
+    MetricsTable,
+    ProgressBar,
+    TensorBoardLogger,
+)
+from .checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    find_resume_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+)
+from .distributed import cleanup_distributed, dist_info_from_env, init_distributed
+from .trainer import NonFiniteLossError, Trainer, logits_of
+
+__all__ = [
+    "Callback",
+    "Checkpointer",
+    "CSVLogger",
+    "EarlyStopping",
+    "MetricsTable",
+    "NonFiniteLossError",
+    "ProgressBar",
+    "TensorBoardLogger",
+    "Trainer",
+    "atomic_save",
+    "capture_rng_state",
+    "cleanup_distributed",
+    "dist_info_from_env",
+    "find_resume_checkpoint",
+    "init_distributed",
+    "load_checkpoint",
+    "logits_of",
+    "restore_rng_state",
+]

@@ -1,0 +1,152 @@
+"""Checkpoints: written atomically, holding only tensors and plain Python types.
+
+A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Two rules make it trustworthy:
+
+1. **Atomic write.** `atomic_save` writes to a temporary file in the same folder, flushes it, `fsync`s it,
+   then `os.replace`s it over the target and `fsync`s the folder. A process killed at any moment leaves
+   either the previous complete file or the new complete file under the final name, never half of one
+   (at worst a stale `.tmp` file, which `remove_stale_temp_files` deletes).
+2. **Safe load.** Only tensors, dicts, lists, tuples, str, int, float, bool and None are stored, so the file
+   loads with `torch.load(weights_only=True)`, which refuses to run arbitrary pickled code. (It is still no
+   sandbox: never load a `.pt` file you did not write yourself.) That is why random-number-generator states
+   are converted to tensors and lists here instead of being pickled as numpy objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
+    """`torch.save(obj, path)` so that `path` always holds a complete file (old or new, never partial)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique hidden name in the same folder (os.replace is atomic only within one file system);
+    # created with mode 0o666 minus the umask, like any file torch.save would create.
+    tmp_name = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+    return path
+
+
+def fsync_directory(folder: str | os.PathLike) -> None:
+    """Make a rename inside `folder` durable (a no-op on systems that cannot open folders, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by `atomic_save` with `torch.load(weights_only=True)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise RuntimeError(
+            f"cannot load checkpoint {path}: {error}. segkit checkpoints hold only tensors and plain types "
+            "and load with torch.load(weights_only=True); a file that fails is damaged or not from segkit."
+        ) from error
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the `.tmp` files left by writes that were interrupted; returns what was deleted."""
+    stale = sorted(Path(folder).glob(f".*{TEMP_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def existing_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints in a run folder: last.pt, best.pt, step-*.pt."""
+    run_dir = Path(run_dir)
+    names = [run_dir / "last.pt", run_dir / "best.pt"]
+    return [p for p in names if p.is_file()] + sorted(run_dir.glob("step-*.pt"))
+
+
+def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict]:
+    """The newest loadable checkpoint: last.pt, else the history files step-*.pt, newest first."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "last.pt"] + sorted(run_dir.glob("step-*.pt"), reverse=True)
+    errors = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            return path, load_checkpoint(path)
+        except RuntimeError as error:
+            errors.append(str(error))
+            print(f"warning: skipping {path}: it cannot be loaded")
+    raise FileNotFoundError(f"no loadable checkpoint (last.pt, step-*.pt) in {run_dir}: " + "; ".join(errors))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Random-number-generator states as tensors and plain types
+# ---------------------------------------------------------------------------------------------------------
+
+
+def capture_rng_state() -> dict:
+    """The state of every global RNG the training loop may use, as tensors and plain types.
+
+    - torch CPU generator: `torch.get_rng_state()` -> uint8 tensor
+    - CUDA generators (one per visible GPU, only when CUDA is initialised): list of uint8 tensors
+    - Python `random`: `(version, 625 ints, gauss_next)` -> int64 tensor of the 625 ints (each < 2**32)
+    - numpy legacy global RNG: `('MT19937', 624 uint32, pos, has_gauss, cached_gaussian)` -> int64 tensor
+    """
+    version, mt_state, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(mt_state, dtype=torch.int64),
+            "gauss_next": None if gauss_next is None else float(gauss_next),
+        },
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+    }
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Put back the RNG states captured by `capture_rng_state` (CUDA ones only when the GPUs match)."""
+    torch.set_rng_state(state["torch_cpu"].cpu())
+    cuda_states = state.get("torch_cuda", [])
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))

@@ -1,0 +1,586 @@
+"""The Trainer: one readable training loop, with everything else hung on events (see callbacks.py).
+
+    trainer = Trainer(model, loss_fn, optimizer, train_loader, val_loader, num_classes=21,
+                      class_names=VOC_CLASSES, run_dir="runs/unet", epochs=30, amp="bf16")
+    trainer.scheduler = build_scheduler(trainer.optimizer, "poly", total_steps=trainer.total_steps)
+    trainer.fit()                      # train, evaluate every epoch, checkpoint, log
+    metrics = trainer.evaluate()       # dict from segkit.metrics.ConfusionMatrix.compute()
+
+One optimizer update ("step") works on `grad_accum_steps` loader batches, each possibly split into
+micro-batches. Every piece of the step's loss is weighted by its share of the step's non-void pixels:
+
+    loss_step = sum_over_pieces  (valid pixels in piece / valid pixels in step) * loss(piece)
+
+For a loss that is a mean over non-void pixels (cross-entropy with ignore_index=255, also with an aux
+head: a sum of such means) this is *exactly* the loss of one big batch made of all the step's images,
+so gradient accumulation and micro-batching give the same update as the big batch (up to float
+rounding). For other losses (Dice, top-k, OHEM, class-weighted CE) it is a weighted average of the
+pieces' losses: close, not equal. BatchNorm layers in training mode also see smaller batches, so their
+statistics (and thus the update) differ with micro-batches or accumulation; use SyncBatchNorm or
+GroupNorm when that matters. Under DDP each process weights its own pieces and DDP averages processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from segkit.paths import runs_root
+
+from . import distributed
+from .callbacks import (
+    Callback,
+    Checkpointer,
+    CSVLogger,
+    MetricsTable,
+    ProgressBar,
+    TensorBoardLogger,
+    tensorboard_available,
+)
+from .checkpoint import (
+    capture_rng_state,
+    existing_checkpoints,
+    find_resume_checkpoint,
+    remove_stale_temp_files,
+    restore_rng_state,
+)
+from .data_order import seeded_train_loader, sharded_eval_loader
+
+CHECKPOINT_FORMAT = 1
+AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the model was not updated with it."""
+
+
+def logits_of(output) -> torch.Tensor:
+    """The main logits of a model output: the tensor itself, or `output["out"]` for a dict."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def plain_metrics(metrics: dict) -> dict:
+    """Metrics with tensors turned into lists, so they can go into a checkpoint or a JSON file."""
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
+
+
+class Trainer:
+    """Trains `model` with `loss_fn` and `optimizer` on `train_loader`; evaluates on `val_loader`.
+
+    Args:
+        model: maps images (N, 3, H, W) float to logits (N, C, H, W), or in training mode to a dict
+            {"out": logits, "aux": aux_logits}, which is handed to `loss_fn` as is.
+        loss_fn: `loss_fn(output, target (N, H, W) int64) -> scalar`; its `set_step(step)` is called
+            before every step when it has one.
+        optimizer: built on `model.parameters()` (moving the model to the device keeps them).
+        train_loader, val_loader: DataLoaders of (image, mask) made with shuffle=True / False; the
+            Trainer re-creates them with a seeded, resumable, sharded order (see data_order.py).
+        num_classes, class_names: for the confusion matrix and the per-class table.
+        scheduler: stepped once per optimizer step; may also be assigned later (`trainer.scheduler =
+            ...`) once `trainer.total_steps` is known.
+        run_dir: run folder; default `runs_root() / run-<date-time>` (runs/ or $SEGKIT_RUNS).
+        epochs: number of passes over the training data.
+        device: "auto" (CUDA when available), "cpu", "cuda", ... ; under DDP with CUDA, cuda:LOCAL_RANK.
+        amp: None, "bf16" or "fp16" (mixed precision with torch.autocast; fp16 adds a GradScaler).
+        channels_last: store model and images in NHWC memory layout (faster convolutions on GPUs).
+        grad_accum_steps: loader batches per optimizer step.
+        clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
+        micro_batch_size: None (whole batches), an int (split batches into pieces of this many images),
+            or "auto" (whole batches, halved on CUDA out-of-memory until the step fits).
+        overfit_batches: debug mode: train *and* validate on the same first n training batches.
+        limit_batches: use only the first n batches (int) or a fraction (float) of every epoch and of
+            every evaluation.
+        checkpoint_every_steps: also write last.pt every n optimizer steps (mid-epoch resume points).
+        keep_last_k: history checkpoints step-XXXXXXXX.pt kept (0: only last.pt and best.pt).
+        best_metric, best_mode: validation metric choosing best.pt ("miou", "max").
+        seed: seeds the data order, the augmentations and, for a fresh run, torch/random/numpy.
+        resume: continue from the run folder's last checkpoint (start fresh when it has none). Without
+            it, a run folder that holds checkpoints is refused.
+        sync_batchnorm: under DDP, convert BatchNorm layers to SyncBatchNorm.
+        config: the resolved configuration (plain dict), saved as config.yaml and in every checkpoint.
+        callbacks: extra `Callback`s, run after the built-in ones.
+        progress_bar, print_table, tensorboard: switch the built-in callbacks (TensorBoard only when the
+            package is installed).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        train_loader: torch.utils.data.DataLoader,
+        val_loader: torch.utils.data.DataLoader | None = None,
+        *,
+        num_classes: int,
+        class_names: list[str] | tuple[str, ...] | None = None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        run_dir: str | Path | None = None,
+        epochs: int = 1,
+        device: str | torch.device = "auto",
+        amp: str | None = None,
+        channels_last: bool = False,
+        grad_accum_steps: int = 1,
+        clip_grad_norm: float | None = None,
+        micro_batch_size: int | str | None = None,
+        overfit_batches: int = 0,
+        limit_batches: int | float | None = None,
+        checkpoint_every_steps: int | None = None,
+        keep_last_k: int = 3,
+        best_metric: str = "miou",
+        best_mode: str = "max",
+        seed: int = 0,
+        resume: bool = False,
+        sync_batchnorm: bool = False,
+        ignore_index: int = 255,
+        config: dict | None = None,
+        callbacks: list[Callback] | None = None,
+        progress_bar: bool = True,
+        print_table: bool = True,
+        tensorboard: bool = True,
+    ):
+        check_options(num_classes, class_names, epochs, amp, grad_accum_steps, clip_grad_norm,
+                      micro_batch_size, overfit_batches, limit_batches, checkpoint_every_steps, keep_last_k,
+                      best_mode)
+        self.num_classes = num_classes
+        if class_names is None:
+            class_names = [str(c) for c in range(num_classes)]
+        self.class_names = list(class_names)
+        self.epochs = epochs
+        self.grad_accum_steps = grad_accum_steps
+        self.clip_grad_norm = clip_grad_norm
+        self.micro_batch_size = micro_batch_size
+        self.limit_batches = limit_batches
+        self.seed = seed
+        self.resume = resume
+        self.ignore_index = ignore_index
+        self.config = config if config is not None else {}
+
+        # Where this process stands, and the device it computes on.
+        if str(device) == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.dist = distributed.init_distributed(self.device.type)
+        if self.dist.is_distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if self.dist.is_distributed and micro_batch_size == "auto":
+            raise ValueError("micro_batch_size='auto' cannot run under DDP (an out-of-memory retry on one "
+                             "process would stall the others); give an int instead")
+        self.is_main = self.dist.is_main
+        if run_dir is None:
+            run_dir = distributed.broadcast_object(str(runs_root() / time.strftime("run-%Y%m%d-%H%M%S")))
+        self.run_dir = Path(run_dir)
+
+        # The model on its device; `train_model` is what the training step calls (DDP wrapper or model).
+        self.channels_last = channels_last
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
+        if sync_batchnorm and self.dist.is_distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device, memory_format=memory_format)
+        self.train_model = self.model
+        if self.dist.is_distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.amp_dtype = AMP_DTYPES[amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+
+        # Data in a seeded, resumable order (overfit mode: the same first batches for train and val).
+        rank, world = self.dist.rank, self.dist.world_size
+        first = overfit_batches * (train_loader.batch_size or 1) if overfit_batches else None
+        self.train_loader = seeded_train_loader(train_loader, seed, rank, world, first_samples=first)
+        if overfit_batches:
+            self.val_loader = sharded_eval_loader(train_loader, rank, world, first_samples=first)
+        else:
+            self.val_loader = sharded_eval_loader(val_loader, rank, world) if val_loader is not None else None
+        self.batches_per_epoch = self.limited(len(self.train_loader))
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / grad_accum_steps)
+        self.total_steps = epochs * self.steps_per_epoch
+
+        # Training state: all of it goes into checkpoints.
+        self.epoch = 0  # 0-based epoch in progress
+        self.batches_done = 0  # loader batches of this epoch already trained on
+        self.step = 0  # optimizer steps done since the start of the run
+        self.epoch_loss_sum = 0.0
+        self.epoch_steps = 0
+        self.should_stop = False
+        self.loss = float("nan")  # loss of the last step
+        self.lr = optimizer.param_groups[0]["lr"]
+        self.val_metrics = None
+        self.confusion = None  # ConfusionMatrix of the last evaluation
+        self.fitting = False
+        self.epoch_finished = False
+        self.auto_chunk = None  # micro-batch size found by micro_batch_size="auto"
+
+        self.callbacks = [ProgressBar()] if progress_bar else []
+        self.callbacks.append(CSVLogger())
+        if tensorboard and tensorboard_available():
+            self.callbacks.append(TensorBoardLogger())
+        if print_table:
+            self.callbacks.append(MetricsTable())
+        self.callbacks.append(Checkpointer(checkpoint_every_steps, keep_last_k, best_metric, best_mode))
+        self.callbacks += list(callbacks or [])
+
+    # ----------------------------------------------------------------------------------------- the loop
+
+    def fit(self) -> dict | None:
+        """Train for `epochs` epochs (from the checkpoint when resuming); returns the last val metrics."""
+        self.start_run()
+        self.fitting = True
+        try:
+            self.fire("on_fit_start")
+            while self.epoch < self.epochs and not self.should_stop:
+                self.fire("on_epoch_start")
+                self.train_one_epoch()
+                if self.val_loader is not None:
+                    self.evaluate()
+                self.epoch_finished = True
+                self.fire("on_epoch_end")
+                self.epoch, self.batches_done, self.epoch_finished = self.epoch + 1, 0, False
+                self.epoch_loss_sum, self.epoch_steps = 0.0, 0
+        except BaseException as error:
+            self.fire("on_exception", error)
+            raise
+        finally:
+            self.fitting = False
+        self.fire("on_fit_end")
+        return self.val_metrics
+
+    def train_one_epoch(self) -> float:
+        """One pass over the training data (the rest of it when resuming mid-epoch); returns the mean loss."""
+        self.train_model.train()
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(self.epoch)
+        sampler.skip = self.batches_done * self.train_loader.batch_size  # batches seen before a resume
+        remaining = self.batches_per_epoch - self.batches_done
+        step_batches = []
+        for batch in iter_limited(self.train_loader, remaining):
+            step_batches.append(batch)
+            position = self.batches_done + len(step_batches)
+            if position % self.grad_accum_steps == 0 or position == self.batches_per_epoch:
+                self.train_step(step_batches)
+                step_batches = []
+        return self.epoch_loss
+
+    def train_step(self, batches: list) -> float:
+        """One optimizer update from `batches`, a list of (images (N,3,H,W), masks (N,H,W)) pairs."""
+        self.fire("on_step_start")
+        if hasattr(self.loss_fn, "set_step"):
+            self.loss_fn.set_step(self.step)
+        batch_losses = self.accumulate_gradients(batches)
+        self.check_finite(batch_losses)
+        if self.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)  # = optimizer.step(), skipped by fp16 scaling when grads overflow
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        self.batches_done += len(batches)
+        self.loss = sum(batch_losses)
+        self.epoch_loss_sum += self.loss
+        self.epoch_steps += 1
+        self.fire("on_step_end")
+        return self.loss
+
+    def accumulate_gradients(self, batches: list) -> list[float]:
+        """Backward passes of one step; with micro_batch_size="auto", retried with halved pieces on OOM."""
+        while True:
+            chunk = self.micro_batch_size if isinstance(self.micro_batch_size, int) else self.auto_chunk
+            try:
+                return self.forward_backward(batches, chunk)
+            except torch.OutOfMemoryError:
+                largest = chunk or max(len(images) for images, _ in batches)
+                if self.micro_batch_size != "auto" or largest == 1:
+                    raise
+            # Outside the except block, so the failed attempt's tensors can be freed.
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.auto_chunk = max(1, largest // 2)
+            if self.is_main:
+                print(f"out of memory: splitting batches into micro-batches of {self.auto_chunk} images")
+
+    def forward_backward(self, batches: list, chunk: int | None) -> list[float]:
+        """Forward and backward of every piece; returns each batch's weighted share of the step loss.
+
+        Piece weight = its non-void pixels / the step's non-void pixels (see the module docstring).
+        """
+        pieces = []  # (batch index, images, masks)
+        for index, (images, masks) in enumerate(batches):
+            size = chunk or len(images)
+            for i in range(0, len(images), size):
+                pieces.append((index, images[i : i + size], masks[i : i + size]))
+        valid = [int((masks != self.ignore_index).sum()) for _, _, masks in pieces]
+        total_valid, total_images = sum(valid), sum(len(images) for _, images, _ in pieces)
+        if total_valid:  # weight by non-void pixels; an all-void piece has weight 0: skip it
+            weights = [v / total_valid for v in valid]
+        else:  # nothing but void pixels in the whole step: weight by images
+            weights = [len(images) / total_images for _, images, _ in pieces]
+        pieces = [(piece, weight) for piece, weight in zip(pieces, weights, strict=True) if weight > 0]
+        batch_losses = [torch.zeros((), device=self.device) for _ in batches]
+        for number, ((index, images, masks), weight) in enumerate(pieces):
+            images, masks = self.to_device(images, masks)
+            last_piece = number == len(pieces) - 1
+            no_sync = self.train_model.no_sync if self.dist.is_distributed and not last_piece else None
+            with no_sync() if no_sync else contextlib.nullcontext():  # DDP averages gradients once per step
+                with self.autocast():
+                    loss = self.loss_fn(self.train_model(images), masks)
+                self.scaler.scale(loss * weight).backward()
+            batch_losses[index] += loss.detach().float() * weight
+        losses = torch.stack(batch_losses)
+        if self.dist.is_distributed:  # every process sees the mean loss (and every process sees a NaN)
+            losses = distributed.all_reduce_sum(losses) / self.dist.world_size
+        return losses.tolist()
+
+    def check_finite(self, batch_losses: list[float]) -> None:
+        """Stop with an error naming the step and the batch when a loss is NaN or infinite."""
+        for index, value in enumerate(batch_losses):
+            if not math.isfinite(value):
+                self.optimizer.zero_grad(set_to_none=True)
+                batch = self.batches_done + index
+                last = Path(self.run_dir) / "last.pt"
+                kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint yet"
+                where = f"step {self.step}, epoch {self.epoch}, batch {batch} of the epoch (all counted from 0)"
+                raise NonFiniteLossError(
+                    f"the loss is {value} at {where}; training stopped without applying this update and "
+                    f"{kept}. Try a lower learning rate, gradient clipping (clip_grad_norm) or bf16 "
+                    "instead of fp16."
+                )
+
+    # ----------------------------------------------------------------------------------- evaluation
+
+    @torch.inference_mode()
+    def eval_one_epoch(self, loader) -> dict:
+        """Confusion matrix over `loader` (all processes, all-reduced) -> metrics dict, plus "loss"."""
+        from segkit.metrics import ConfusionMatrix
+
+        self.model.eval()
+        confusion = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index, device=self.device)
+        # [sum over batches of valid pixels * mean loss, sum of valid pixels]
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for images, masks in iter_limited(loader, self.limited(len(loader))):
+            valid = int((masks != self.ignore_index).sum())
+            images, masks = self.to_device(images, masks)
+            with self.autocast():
+                logits = logits_of(self.model(images))
+                if valid:
+                    loss_sum[0] += self.loss_fn(logits, masks).double() * valid
+            loss_sum[1] += valid
+            confusion.update(logits.argmax(1), masks)
+        confusion.all_reduce()
+        distributed.all_reduce_sum(loss_sum)
+        metrics = confusion.compute()
+        metrics["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")
+        self.confusion = confusion
+        return metrics
+
+    def evaluate(self, loader: torch.utils.data.DataLoader | None = None) -> dict:
+        """Evaluate on `loader` (default: the validation loader); fires on_evaluate_end."""
+        if loader is None:
+            if self.val_loader is None:
+                raise ValueError("Trainer.evaluate() needs a loader: this Trainer has no val_loader")
+            loader = self.val_loader
+        else:
+            loader = sharded_eval_loader(loader, self.dist.rank, self.dist.world_size)
+        metrics = self.eval_one_epoch(loader)
+        self.val_metrics = metrics
+        self.fire("on_evaluate_end", metrics)
+        return metrics
+
+    @torch.inference_mode()
+    def predict(self, loader, probabilities: bool = False):
+        """Yield, per batch of `loader`, labels (N, H, W) int64 or softmax probabilities (N, C, H, W) on CPU.
+
+        A batch is images (N, 3, H, W) or a tuple/list whose first item is the images. For sliding-window
+        and test-time augmentation see segkit.predict.
+        """
+        self.model.eval()
+        for batch in loader:
+            images = batch[0] if isinstance(batch, tuple | list) else batch
+            images, _ = self.to_device(images, None)
+            with self.autocast():
+                logits = logits_of(self.model(images)).float()
+            yield logits.softmax(1).cpu() if probabilities else logits.argmax(1).cpu()
+
+    # ------------------------------------------------------------------------------- checkpoints, runs
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to continue this run exactly, as tensors and plain types (all ranks call it)."""
+        if self.epoch_finished:  # saved after the epoch's evaluation: continue with the next epoch
+            epoch, batches_done, loss_sum, steps = self.epoch + 1, 0, 0.0, 0
+        else:
+            epoch, batches_done = self.epoch, self.batches_done
+            loss_sum, steps = self.epoch_loss_sum, self.epoch_steps
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "batches_done": batches_done,
+            "step": self.step,
+            "epoch_loss_sum": loss_sum,
+            "epoch_steps": steps,
+            "should_stop": self.should_stop,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "config": self.config,
+            "val_metrics": plain_metrics(self.val_metrics) if self.val_metrics else None,
+            "data_order": {"seed": self.seed, "world_size": self.dist.world_size,
+                           "batch_size": self.train_loader.batch_size},
+            "rng": distributed.all_gather_objects(capture_rng_state()),  # one entry per rank
+            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks
+                          if hasattr(c, "state_dict")},
+        }
+
+    def load_state(self, state: dict, source: str = "checkpoint") -> None:
+        """Restore a `checkpoint_state()` dict: weights, optimizer, schedule, scaler, position, RNGs."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{source}: not a segkit trainer checkpoint (format {state.get('format')!r}, "
+                             f"expected {CHECKPOINT_FORMAT})")
+        if state["num_classes"] != self.num_classes:
+            raise ValueError(f"{source} was trained with num_classes={state['num_classes']}, "
+                             f"this Trainer has {self.num_classes}")
+        order = state["data_order"]
+        mine = {"seed": self.seed, "world_size": self.dist.world_size,
+                "batch_size": self.train_loader.batch_size}
+        if order != mine:
+            raise ValueError(f"{source} was written with data order {order}, this run has {mine}: resuming "
+                             "would not continue the same run (keep seed, batch size and process count)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None:
+            if self.scheduler is None:
+                raise ValueError(f"{source} holds a learning-rate schedule but this Trainer has no scheduler")
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batches_done, self.step = state["epoch"], state["batches_done"], state["step"]
+        self.epoch_loss_sum, self.epoch_steps = state["epoch_loss_sum"], state["epoch_steps"]
+        self.should_stop = state["should_stop"]
+        self.val_metrics = state["val_metrics"]
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            if hasattr(callback, "load_state_dict") and name in state["callbacks"]:
+                callback.load_state_dict(state["callbacks"][name])
+        restore_rng_state(state["rng"][self.dist.rank])
+
+    def start_run(self) -> None:
+        """Prepare the run folder: refuse to overwrite, resume from the last checkpoint, or start fresh."""
+        existing = existing_checkpoints(self.run_dir)
+        if existing and not self.resume:
+            raise FileExistsError(
+                f"run folder {self.run_dir} already holds checkpoints "
+                f"({', '.join(p.name for p in existing)}); pass resume=True (segkit train ... --resume) "
+                "to continue that run, or choose a new run folder"
+            )
+        distributed.barrier()  # nobody writes before every process has looked at the folder
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir)
+        if existing:
+            path, state = find_resume_checkpoint(self.run_dir)
+            self.load_state(state, source=str(path))
+            if self.is_main:
+                print(f"resuming {self.run_dir} from {path.name}: epoch {self.epoch}, step {self.step}")
+            return
+        torch.manual_seed(self.seed + self.dist.rank)  # a fresh run: seed every global RNG
+        random.seed(self.seed + self.dist.rank)
+        np.random.seed(self.seed + self.dist.rank)
+        if self.is_main:
+            try:
+                text = yaml.safe_dump(self.config, sort_keys=False)
+            except yaml.YAMLError as error:
+                raise TypeError(f"config must hold only plain types (dict, list, str, numbers): {error}") \
+                    from None
+            (self.run_dir / "config.yaml").write_text(text)
+
+    # ----------------------------------------------------------------------------------------- helpers
+
+    def fire(self, event: str, *args) -> None:
+        """Call `event` on every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
+    def autocast(self):
+        """Mixed-precision context (`torch.autocast` with the chosen dtype), or a no-op without amp."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def to_device(self, images: torch.Tensor, masks: torch.Tensor | None):
+        non_blocking = self.device.type == "cuda"
+        images = images.as_subclass(torch.Tensor).to(self.device, non_blocking=non_blocking)
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if masks is not None:
+            masks = masks.as_subclass(torch.Tensor).to(self.device, non_blocking=non_blocking)
+        return images, masks
+
+    def limited(self, num_batches: int) -> int:
+        """How many of `num_batches` an epoch or evaluation uses under `limit_batches`."""
+        if self.limit_batches is None:
+            return num_batches
+        if isinstance(self.limit_batches, float):
+            return max(1, int(self.limit_batches * num_batches))
+        return min(num_batches, self.limit_batches)
+
+    @property
+    def epoch_loss(self) -> float:
+        """Mean step loss of the current epoch so far."""
+        return self.epoch_loss_sum / self.epoch_steps if self.epoch_steps else float("nan")
+
+
+def iter_limited(loader, num_batches: int):
+    """The first `num_batches` batches of `loader`."""
+    for index, batch in enumerate(loader):
+        if index >= num_batches:
+            return
+        yield batch
+
+
+def check_options(num_classes, class_names, epochs, amp, grad_accum_steps, clip_grad_norm, micro_batch_size,
+                  overfit_batches, limit_batches, checkpoint_every_steps, keep_last_k, best_mode) -> None:
+    """Clear errors for impossible Trainer options."""
+
+    def positive_int(name, value):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"Trainer option {name} must be an integer >= 1, got {value!r}")
+
+    positive_int("num_classes", num_classes)
+    positive_int("epochs", epochs)
+    positive_int("grad_accum_steps", grad_accum_steps)
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"Trainer option amp must be one of None, 'bf16', 'fp16', got {amp!r}")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"Trainer option clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
+    if micro_batch_size not in (None, "auto"):
+        positive_int("micro_batch_size (or None or 'auto')", micro_batch_size)
+    if not isinstance(overfit_batches, int) or overfit_batches < 0:
+        raise ValueError(f"Trainer option overfit_batches must be an integer >= 0, got {overfit_batches!r}")
+    if isinstance(limit_batches, float):
+        if not 0 < limit_batches <= 1:
+            raise ValueError(f"Trainer option limit_batches as a fraction must be in (0, 1], "
+                             f"got {limit_batches}")
+    elif limit_batches is not None:
+        positive_int("limit_batches (or a fraction, or None)", limit_batches)
+    if checkpoint_every_steps is not None:
+        positive_int("checkpoint_every_steps", checkpoint_every_steps)
+    if not isinstance(keep_last_k, int) or keep_last_k < 0:
+        raise ValueError(f"Trainer option keep_last_k must be an integer >= 0, got {keep_last_k!r}")
+    if best_mode not in ("max", "min"):
+        raise ValueError(f"Trainer option best_mode must be 'max' or 'min', got {best_mode!r}")
