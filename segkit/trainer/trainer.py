@@ -353,7 +353,7 @@ class Trainer:
                 batch = self.batches_done + index
                 last = Path(self.run_dir) / "last.pt"
                 kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint yet"
-                where = f"step {self.step}, epoch {self.epoch}, batch {batch} of the epoch (all counted from 0)"
+                where = f"step {self.step}, epoch {self.epoch}, batch {batch} of the epoch (counted from 0)"
                 raise NonFiniteLossError(
                     f"the loss is {value} at {where}; training stopped without applying this update and "
                     f"{kept}. Try a lower learning rate, gradient clipping (clip_grad_norm) or bf16 "
