@@ -31,6 +31,8 @@ MASKS = {
 HAND_PIXELS = {0: 33, 1: 10, 2: 2, 3: 4}
 HAND_IMAGES = {0: 3, 1: 2, 2: 1, 3: 1}
 HAND_VOID = 9
+# Labelled pixels per image: a 20 - 3 = 17, b 20, c 18 - 6 = 12; summed over the images holding each class:
+HAND_IMAGE_PIXELS = {0: 17 + 20 + 12, 1: 17 + 12, 2: 17, 3: 20}
 HAND_SIZES = Counter({(5, 4): 2, (6, 3): 1})  # (width, height)
 
 
@@ -46,9 +48,12 @@ def write_dataset(image_dir, mask_dir, suffix=".png"):
 def check_against_hand_counts(stats):
     expected_pixels = np.zeros(21, dtype=np.int64)
     expected_images = np.zeros(21, dtype=np.int64)
+    expected_image_pixels = np.zeros(21, dtype=np.int64)
     for index, count in HAND_PIXELS.items():
         expected_pixels[index] = count
         expected_images[index] = HAND_IMAGES[index]
+        expected_image_pixels[index] = HAND_IMAGE_PIXELS[index]
+    np.testing.assert_array_equal(stats.image_pixel_counts, expected_image_pixels)
     np.testing.assert_array_equal(stats.pixel_counts, expected_pixels)
     np.testing.assert_array_equal(stats.image_counts, expected_images)
     assert stats.void_pixels == HAND_VOID and stats.labelled_pixels == 49 and stats.total_pixels == 58

@@ -8,6 +8,8 @@ Definitions (over one split, all images together):
     pixel_counts[c]   number of pixels labelled c (void, 255, is counted separately in void_pixels)
     frequency[c]      pixel_counts[c] / sum over classes of pixel_counts   (void excluded)
     image_counts[c]   number of images that contain at least one pixel of class c
+    image_pixel_counts[c]  labelled pixels of the images that contain class c (the denominator of
+                      median-frequency balancing: segkit.losses.median_frequency_weights)
     image_sizes       (width, height) -> number of images of that size
 
 Masks are read directly as class indices (read_mask); images are never decoded: Pillow reads the size from
@@ -37,6 +39,7 @@ class DatasetStats:
     pixel_counts: np.ndarray  # (C,) int64
     image_counts: np.ndarray  # (C,) int64
     void_pixels: int
+    image_pixel_counts: np.ndarray  # (C,) int64
     image_sizes: Counter = field(default_factory=Counter)  # (width, height) -> number of images
 
     @property
@@ -107,6 +110,7 @@ def dataset_stats(dataset_or_root, split: str = "train") -> DatasetStats:
     num_classes = len(dataset.classes)
     counts = np.zeros(256, dtype=np.int64)
     image_counts = np.zeros(256, dtype=np.int64)
+    image_pixel_counts = np.zeros(256, dtype=np.int64)
     sizes: Counter = Counter()
     for index in range(len(dataset)):
         mask_path = dataset.mask_path(index)
@@ -120,6 +124,7 @@ def dataset_stats(dataset_or_root, split: str = "train") -> DatasetStats:
             )
         counts += per_value
         image_counts += per_value > 0
+        image_pixel_counts += (per_value > 0) * (mask.size - per_value[VOID_INDEX])
         image_path = dataset.image_path(index)
         with Image.open(image_path) as image:  # reads the header only
             width, height = image.size
@@ -140,5 +145,6 @@ def dataset_stats(dataset_or_root, split: str = "train") -> DatasetStats:
         pixel_counts=counts[:num_classes].copy(),
         image_counts=image_counts[:num_classes].copy(),
         void_pixels=int(counts[VOID_INDEX]),
+        image_pixel_counts=image_pixel_counts[:num_classes].copy(),
         image_sizes=sizes,
     )
