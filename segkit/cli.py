@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from segkit.cli_run import add_run_commands
+
 DATA_EXAMPLES = """\
 examples:
   segkit data shapes                                  # write the shapes set to data/shapes
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_data_commands(subparsers)
+    add_run_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""`segkit train`, `segkit evaluate` and `segkit predict`: the command line around a training run.
+
+    segkit train CONFIG [--set key.path=value ...] [--resume]
+        -> runs/<name>/ with config.yaml, metrics.csv, last.pt, best.pt
+    segkit evaluate CHECKPOINT [--split val] [--tta] [--sliding-window] ...
+        -> the per-class table, and the metrics as JSON in <checkpoint>-<split>.json
+    segkit predict CHECKPOINT [--split test] --out FILE.zip
+        -> a zip with one palette PNG per image, <image_id>.png
+
+torch is imported inside the handlers, so `segkit --help` stays quick.
+A checkpoint holds the resolved config, so `evaluate` and `predict` rebuild the model and the dataset
+from it; nothing else needs to be given. Registered in segkit/cli.py by `add_run_commands(subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+TRAIN_EXAMPLES = """\
+examples:
+  segkit train shapes_unet                                 # a shipped config (segkit/configs/*.yaml)
+  segkit train my_experiment.yaml --set train.epochs=5 optimizer.lr=0.003
+  segkit train shapes_unet --set model.options.base_channels=16 run.name=unet16
+  segkit train shapes_unet --resume                        # continue runs/shapes_unet (or start it)
+  segkit train voc_deeplabv3_resnet50 --print-config       # show the resolved config, do not train
+
+Every config key, with its default (--set takes the same dotted paths; values are read as YAML):
+"""
+
+EVALUATE_EXAMPLES = """\
+examples:
+  segkit evaluate runs/shapes_unet/best.pt                 # val split, whole images
+  segkit evaluate runs/shapes_unet/best.pt --tta           # + flip and scales 0.75, 1, 1.25
+  segkit evaluate runs/voc/best.pt --sliding-window --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
+  segkit evaluate runs/voc/best.pt --window 513 --stride 341 --out results/voc_val.json
+
+The metrics (per-class IoU, precision, recall; mIoU, pixel accuracy, ...) are computed over the whole
+split (one confusion matrix, VOC's definition) and written as JSON to --out, by default next to the
+checkpoint: <checkpoint>-<split>.json (with -tta when test-time augmentation was used).
+"""
+
+PREDICT_EXAMPLES = """\
+examples:
+  segkit predict runs/shapes_unet/best.pt --out submission.zip           # the test split
+  segkit predict runs/voc/best.pt --split val --out val_masks.zip --tta
+
+The zip holds one palette PNG per image of the split, named <image_id>.png, flat (no folders), each at its
+image's size with the predicted class index per pixel: the format the class competition scores. The
+split's masks are not needed (test masks are held back).
+"""
+
+TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from segkit.build import build_trainer, run_dir
+    from segkit.config import find_config, load_config
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
+        return 0
+    print(f"config {find_config(args.config)} -> run folder {run_dir(config)}")
+    trainer = build_trainer(config, resume=args.resume, source=str(find_config(args.config)))
+    metrics = trainer.fit()
+    if trainer.is_main:
+        if metrics:
+            print(f"done: epoch {trainer.epoch}/{trainer.epochs}, val mIoU {metrics['miou']:.4f}, "
+                  f"pixel accuracy {metrics['pixel_accuracy']:.4f}")
+        print(f"checkpoints, metrics.csv and config.yaml are in {trainer.run_dir}")
+    return 0
+
+
+def _predict_options(args: argparse.Namespace, config: dict) -> dict:
+    """segkit.predict options from --tta / --flip / --scales / --sliding-window / --window / --stride."""
+    scales = args.scales if args.scales else (TTA_SCALES if args.tta else (1.0,))
+    options = {"scales": tuple(scales), "flip": args.flip or args.tta}
+    if args.sliding_window or args.window is not None or args.stride is not None:
+        options["window"] = args.window or config["data"]["crop_size"]
+        options["stride"] = args.stride
+    return options
+
+
+def _device(args: argparse.Namespace, config: dict):
+    import torch
+
+    device = args.device or config["train"]["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _describe(options: dict) -> str:
+    text = "whole image" if "window" not in options else f"sliding window {options['window']}"
+    if options.get("stride"):
+        text += f" stride {options['stride']}"
+    if options["scales"] != (1.0,):
+        text += ", scales " + ", ".join(f"{s:g}" for s in options["scales"])
+    return text + (", flip" if options["flip"] else "")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from segkit.build import build_dataset, eval_loader
+    from segkit.metrics import format_table
+    from segkit.predict import evaluate_dataset
+
+    checkpoint = Path(args.checkpoint)
+    model, config = _load(checkpoint, args)
+    split = args.split or config["data"]["val_split"]
+    dataset = build_dataset(config, split, train=False, source=f"{checkpoint} (config)")
+    if args.batch_size:
+        config["data"]["eval_batch_size"] = args.batch_size
+    options = _predict_options(args, config)
+    print(f"evaluating {checkpoint} on {len(dataset)} images of split {split!r} ({_describe(options)})")
+    metrics = evaluate_dataset(model, eval_loader(config, dataset), len(config["data"]["classes"]), **options)
+    print(format_table(metrics, config["data"]["classes"]))
+    print(f"mIoU {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_accuracy']:.4f}")
+
+    suffix = "-tta" if options["flip"] or options["scales"] != (1.0,) else ""
+    out = Path(args.out) if args.out else checkpoint.with_name(f"{checkpoint.stem}-{split}{suffix}.json")
+    report = {
+        "checkpoint": str(checkpoint), "split": split, "num_images": metrics.pop("num_images"),
+        "inference": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        "classes": list(config["data"]["classes"]),
+        **{k: _plain(v) for k, v in metrics.items()},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"metrics written to {out}")
+    return 0
+
+
+def _plain(value):
+    """Tensors -> lists and NaN -> None, so the JSON is standard (no NaN literal)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _load(checkpoint: Path, args: argparse.Namespace):
+    from segkit.build import model_from_checkpoint
+
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    try:
+        model, config = model_from_checkpoint(checkpoint)
+    except RuntimeError as error:  # damaged file, or weights that do not fit the model: a bad input
+        raise ValueError(str(error)) from error
+    return model.to(_device(args, config)), config
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from segkit.build import build_dataset
+    from segkit.predict import write_submission
+
+    checkpoint = Path(args.checkpoint)
+    model, config = _load(checkpoint, args)
+    split = args.split or config["data"]["test_split"]
+    dataset = build_dataset(config, split, train=False, require_masks=False, source=f"{checkpoint} (config)")
+    options = _predict_options(args, config)
+    out = Path(args.out) if args.out else checkpoint.with_name(f"submission-{split}.zip")
+    print(f"predicting {len(dataset)} images of split {split!r} with {checkpoint} ({_describe(options)})")
+    count = write_submission(model, dataset, out, **options)
+    print(f"wrote {count} masks to {out}")
+    return 0
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inference (see segkit.predict)")
+    group.add_argument("--tta", action="store_true",
+                       help=f"test-time augmentation: --flip and --scales {' '.join(map(str, TTA_SCALES))}")
+    group.add_argument("--flip", action="store_true", help="also predict the mirrored image and average")
+    group.add_argument("--scales", type=float, nargs="+", metavar="S",
+                       help="multi-scale: resize by each factor, average probabilities at full size")
+    group.add_argument("--sliding-window", action="store_true",
+                       help="predict overlapping windows of the training crop size and average them")
+    group.add_argument("--window", type=int, metavar="PIXELS", help="sliding-window size (implies it)")
+    group.add_argument("--stride", type=int, metavar="PIXELS",
+                       help="sliding-window step (default: two thirds of the window)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the config's train.device)")
+
+
+def add_run_commands(subparsers) -> None:
+    """Register `segkit train`, `segkit evaluate` and `segkit predict`."""
+    from segkit.config import format_schema, shipped_configs
+
+    raw = argparse.RawDescriptionHelpFormatter
+    train = subparsers.add_parser(
+        "train", help="train a model from a YAML config", formatter_class=raw,
+        description="Train from a config: a YAML file or the name of a shipped one "
+                    f"({', '.join(shipped_configs())}). The run folder is run.dir/run.name "
+                    "(default runs/<config name>); it receives config.yaml, metrics.csv, last.pt, best.pt.",
+        epilog=TRAIN_EXAMPLES + format_schema(),
+    )
+    train.add_argument("config", help="a YAML file, or the name of a shipped config")
+    train.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="override config keys, e.g. --set train.epochs=5 data.batch_size=4")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in the run folder from last.pt (start it when it has none); "
+                            "without it a folder that holds checkpoints is refused")
+    train.add_argument("--print-config", action="store_true",
+                       help="print the resolved config (defaults filled in) and exit")
+    train.set_defaults(func=_run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="metrics of a checkpoint on a split (per-class table + JSON)", formatter_class=raw,
+        description="Evaluate a checkpoint written by `segkit train` on a split of its dataset.",
+        epilog=EVALUATE_EXAMPLES,
+    )
+    evaluate.add_argument("checkpoint", help="a .pt file written by segkit train (best.pt, last.pt, ...)")
+    evaluate.add_argument("--split", help="split to evaluate (default: the config's data.val_split)")
+    evaluate.add_argument("--out", help="JSON file for the metrics (default: next to the checkpoint)")
+    evaluate.add_argument("--batch-size", type=int, help="images per batch (default: data.eval_batch_size)")
+    _add_inference_options(evaluate)
+    evaluate.set_defaults(func=_run_evaluate)
+
+    predict = subparsers.add_parser(
+        "predict", help="write predicted masks of a split as a submission zip", formatter_class=raw,
+        description="Predict every image of a split and write the masks as a zip of palette PNGs.",
+        epilog=PREDICT_EXAMPLES,
+    )
+    predict.add_argument("checkpoint", help="a .pt file written by segkit train")
+    predict.add_argument("--split", help="split to predict (default: the config's data.test_split)")
+    predict.add_argument("--out", help="zip file to write (default: submission-<split>.zip next to the "
+                                       "checkpoint)")
+    _add_inference_options(predict)
+    predict.set_defaults(func=_run_predict)
