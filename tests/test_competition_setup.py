@@ -135,8 +135,9 @@ def test_setup_script_writes_truth_split_board_and_a_valid_sample(tmp_path, caps
     comp = tmp_path / "comp"
     test_set = TestSet.load(comp / "truth")
     assert test_set.sizes == SIZES
-    for image_id, mask in masks.items():  # the truth is copied exactly, void included
+    for image_id, mask in masks.items():  # the truth is copied exactly, void included, PNG and decoded
         np.testing.assert_array_equal(read_mask(test_set.mask_path(image_id)), mask)
+        np.testing.assert_array_equal(test_set.read(image_id), mask)
     # the split is the documented one: sorted ids shuffled by random.Random(seed), the first half public
     order = sorted(SIZES)
     random.Random(11).shuffle(order)
@@ -220,6 +221,9 @@ def test_truth_folder_errors(tmp_path):
     with pytest.raises(TruthError, match="test_set.json not found"):
         TestSet.load(tmp_path)
     comp = make_competition(tmp_path)
-    write_mask(comp.truth / "masks" / "img_a.png", np.zeros((3, 3), np.uint8))
-    with pytest.raises(TruthError, match="img_a.png is \\(3, 3\\)"):
-        TestSet.load(comp.truth).read("img_a")
+    np.save(comp.truth / "masks.npy", np.zeros(10, np.uint8))
+    with pytest.raises(TruthError, match="masks.npy holds uint8 \\(10,\\), but test_set.json needs uint8"):
+        TestSet.load(comp.truth)
+    (comp.truth / "masks.npy").unlink()
+    with pytest.raises(TruthError, match="masks.npy is missing"):
+        TestSet.load(comp.truth)

@@ -83,6 +83,14 @@ def summarise(metrics: dict) -> dict:
     }
 
 
+def add_image(matrix: ConfusionMatrix, prediction: np.ndarray, truth: np.ndarray) -> None:
+    """Count one image into the confusion matrix.  prediction, truth: (H, W) uint8 (truth 255 = void).
+
+    torch.from_numpy shares the arrays' memory (no copy); the matrix widens them to int64 itself.
+    """
+    matrix.update(torch.from_numpy(prediction)[None], torch.from_numpy(truth)[None])
+
+
 def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rules) -> ScoreResult:
     """Check and score one zip.  Never raises for a bad submission (only for a broken truth folder)."""
     result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
@@ -90,10 +98,12 @@ def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rule
     private = ConfusionMatrix(rules.num_classes, ignore_index=255)
 
     def add(image_id: str, prediction: np.ndarray) -> None:
-        truth = test_set.read(image_id)  # (H, W) uint8
-        matrix = public if image_id in test_set.public else private
-        matrix.update(torch.from_numpy(prediction)[None], torch.from_numpy(truth)[None])
+        add_image(public if image_id in test_set.public else private, prediction, test_set.read(image_id))
 
+    # One image at a time is a stream of small tensor operations: waking a pool of threads for each costs more
+    # than it saves (much more on a busy machine), so scoring runs on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         result.report = check_submission(zip_path, test_set.sizes, rules, add)
     except TruthError:
@@ -101,6 +111,8 @@ def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rule
     except Exception as err:  # a case the checks did not foresee: reject, never crash
         result.problems = [f"the submission could not be read ({type(err).__name__}: {err})"]
         return result
+    finally:
+        torch.set_num_threads(threads)
     result.problems = [str(problem) for problem in result.report.problems]
     if not result.problems:
         result.public, result.private = summarise(public.compute()), summarise(private.compute())

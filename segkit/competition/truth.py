@@ -2,7 +2,9 @@
 
 Competition folder written by `prepare_competition` (the instructor keeps `truth/` to themselves):
 
-    COMP/truth/masks/<image_id>.png   the held-back test masks (class indices, 255 = void)
+    COMP/truth/masks/<image_id>.png   the held-back test masks (class indices, 255 = void), to look at
+    COMP/truth/masks.npy              the same masks decoded once: all pixels, uint8, image after image in
+                                      sorted id order, each row-major; this is what the scorer reads
     COMP/truth/test_set.json          {"seed", "public_fraction", "public": [ids], "private": [ids],
                                        "sizes": {id: [height, width]}}
     COMP/board/                       the board (see segkit.competition.board) and competition.json
@@ -11,6 +13,11 @@ Competition folder written by `prepare_competition` (the instructor keeps `truth
 The split is `random.Random(seed).shuffle` of the sorted test ids, the first round(fraction × n) being public:
 the same seed always gives the same split, and without the seed (or test_set.json) nobody can tell which
 image is in which part.
+
+Why masks.npy: every scoring needs every truth mask, and decoding a PNG costs about as much as the rest of
+the scoring of that image.  Decoded once at set-up and memory-mapped, the truth costs next to nothing to
+read, so a scoring decodes only the submission.  To change the truth, run the set-up again (editing a PNG in
+masks/ changes nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import random
 import secrets
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,7 @@ from segkit.competition.rules import Rules, default_size_limits
 from segkit.data import VOC_CLASSES, VOID_INDEX, read_mask, write_mask
 
 TEST_SET_FILE = "test_set.json"
+PIXELS_FILE = "masks.npy"
 TEST_LIST = Path("VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt")
 
 
@@ -60,6 +68,8 @@ class TestSet:
     public: frozenset[str]
     private: frozenset[str]
     sizes: dict[str, tuple[int, int]]  # id -> (height, width)
+    pixels: np.ndarray = field(repr=False)  # masks.npy, memory-mapped: (total pixels,) uint8
+    offsets: dict[str, int] = field(repr=False)  # id -> where its pixels start in `pixels`
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TestSet:
@@ -77,18 +87,37 @@ class TestSet:
                              f"({type(err).__name__}: {err})") from None
         if public & private or (public | private) != set(sizes):
             raise TruthError(f"{path}: 'public' and 'private' must split the ids of 'sizes' without overlap")
-        return cls(folder=folder, public=public, private=private, sizes=sizes)
+        offsets = pixel_offsets(sizes)
+        total = sum(h * w for h, w in sizes.values())
+        try:  # mode "c" (copy-on-write): a writable view, and the file itself is never changed
+            pixels = np.load(folder / PIXELS_FILE, mmap_mode="c")
+        except (OSError, ValueError) as err:
+            raise TruthError(f"{folder / PIXELS_FILE} is missing or unreadable ({err}); "
+                             "run the set-up again") from None
+        if pixels.dtype != np.uint8 or pixels.shape != (total,):
+            raise TruthError(f"{folder / PIXELS_FILE} holds {pixels.dtype} {pixels.shape}, but "
+                             f"{TEST_SET_FILE} needs uint8 ({total},); run the set-up again")
+        return cls(folder=folder, public=public, private=private, sizes=sizes, pixels=pixels, offsets=offsets)
 
     def mask_path(self, image_id: str) -> Path:
+        """The PNG copy of one truth mask (for looking at; the scorer reads masks.npy)."""
         return self.folder / "masks" / f"{image_id}.png"
 
     def read(self, image_id: str) -> np.ndarray:
-        """The true mask of one test image: (H, W) uint8, 255 = void."""
-        mask = read_mask(self.mask_path(image_id))
-        if mask.shape != self.sizes[image_id]:
-            raise TruthError(f"truth mask {self.mask_path(image_id)} is {mask.shape}, but {TEST_SET_FILE} "
-                             f"says {self.sizes[image_id]}; run the set-up again")
-        return mask
+        """The true mask of one test image: (H, W) uint8, 255 = void (a view into masks.npy)."""
+        height, width = self.sizes[image_id]
+        start = self.offsets[image_id]
+        return self.pixels[start:start + height * width].reshape(height, width)
+
+
+def pixel_offsets(sizes: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Where each image starts in masks.npy: images in sorted id order, one after the other."""
+    offsets, position = {}, 0
+    for image_id in sorted(sizes):
+        offsets[image_id] = position
+        height, width = sizes[image_id]
+        position += height * width
+    return offsets
 
 
 def prepare_competition(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, seed: int | None = None,
@@ -128,6 +157,15 @@ def prepare_competition(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                              f"nor void ({VOID_INDEX})")
         write_mask(masks_dir / f"{image_id}.png", mask)
         sizes[image_id] = mask.shape
+    # second pass: the decoded pixels, written straight into the file (never all in memory at once)
+    offsets = pixel_offsets(sizes)
+    pixels = np.lib.format.open_memmap(out_dir / "truth" / PIXELS_FILE, mode="w+", dtype=np.uint8,
+                                       shape=(sum(h * w for h, w in sizes.values()),))
+    for image_id, (height, width) in sizes.items():
+        start = offsets[image_id]
+        pixels[start:start + height * width] = read_mask(masks_dir / f"{image_id}.png").ravel()
+    pixels.flush()
+    del pixels
     test_set = {"seed": seed, "public_fraction": public_fraction, "public": public, "private": private,
                 "sizes": {key: list(size) for key, size in sorted(sizes.items())}}
     (out_dir / "truth" / TEST_SET_FILE).write_text(json.dumps(test_set, indent=1) + "\n")
