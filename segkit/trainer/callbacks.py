@@ -265,9 +265,14 @@ class Checkpointer(Callback):
         if not trainer.is_main:
             return
         run_dir = Path(trainer.run_dir)
-        atomic_save(state, run_dir / "last.pt")
+        last = atomic_save(state, run_dir / "last.pt")
         if self.keep_last_k > 0:
-            atomic_save(state, run_dir / f"step-{trainer.step:08d}.pt")
+            history = run_dir / f"step-{trainer.step:08d}.pt"
+            history.unlink(missing_ok=True)
+            try:  # a second name for the same file: no second write (the next last.pt is a new file)
+                os.link(last, history)
+            except OSError:  # file systems without hard links
+                atomic_save(state, history)
             for old in sorted(run_dir.glob("step-*.pt"))[: -self.keep_last_k]:
                 old.unlink(missing_ok=True)
 
