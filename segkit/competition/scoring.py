@@ -179,14 +179,16 @@ def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
     public = result.public
     lines.append(f"Public mIoU: {public['miou']:.4f}   pixel accuracy {public['pixel_accuracy']:.4f}   "
                  f"mean precision {public['mean_precision']:.4f}   mean recall {public['mean_recall']:.4f}")
-    lines.append("Per class, on the public part of the test set (-: no such pixel in truth or prediction):")
+    lines.append("Per class, on the public part of the test set (%; classes in neither truth nor prediction "
+                 "left out):")
     lines.append(per_class_table(public, rules.class_names))
     return "\n".join(lines)
 
 
 def per_class_table(metrics: dict, class_names: tuple[str, ...]) -> str:
-    """IoU, precision and recall per class in %, from a `summarise` dict (no pixel counts: those would tell
-    the class frequencies of the hidden labels)."""
+    """IoU, precision and recall per class in %, from a `summarise` dict; "-" where undefined (a class never
+    predicted, or absent from the truth).  Classes whose IoU is undefined are left out.  No pixel counts:
+    those would tell the class frequencies of the hidden labels."""
 
     def pct(value) -> str:
         return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
@@ -195,5 +197,7 @@ def per_class_table(metrics: dict, class_names: tuple[str, ...]) -> str:
     lines = [f"  {'class':<{width}}  {'IoU':>6}  {'prec.':>6}  {'recall':>6}"]
     for name, iou, precision, recall in zip(class_names, metrics["iou"], metrics["precision"],
                                             metrics["recall"], strict=True):
+        if iou is None or math.isnan(iou):
+            continue
         lines.append(f"  {name:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
     return "\n".join(lines)
