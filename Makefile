@@ -22,8 +22,11 @@ setup: .venv/.synced
 	@touch $@
 
 demo: .venv/.synced
-	$(RUN) segkit data shapes --out $(SHAPES) --if-missing
+	$(RUN) segkit data shapes --out $(SHAPES) --if-missing $(DEMO_DATA)
 	$(RUN) segkit data stats $(SHAPES) --split train
+	$(RUN) segkit train shapes_unet --resume --set data.root=$(SHAPES) run.dir=runs run.name=demo $(DEMO_SET)
+	$(RUN) segkit evaluate runs/demo/last.pt --split val
+	$(RUN) segkit predict runs/demo/last.pt --split test --out runs/demo/submission.zip
 
 lint: .venv/.synced
 	$(RUN) ruff check .
