@@ -55,14 +55,18 @@ def team_name_problem(team: str) -> str | None:
 
 
 def file_sha256(path: str | os.PathLike, limit: int) -> str:
-    """Hex sha256 of the file, or a note when it is longer than `limit` bytes (not read past the limit)."""
+    """Hex sha256 of the file, or a note when it is longer than `limit` bytes (not read past the limit) or
+    cannot be read (the checks then report why)."""
     digest, total = hashlib.sha256(), 0
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                return "(not hashed: file too large)"
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    return "(not hashed: file too large)"
+                digest.update(chunk)
+    except OSError:
+        return "(not hashed: file unreadable)"
     return digest.hexdigest()
 
 

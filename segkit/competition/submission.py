@@ -35,6 +35,8 @@ from PIL import Image
 from segkit.competition.rules import Rules
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+END_RECORD = struct.Struct("<4s4H2LH")  # zip end of central directory: ..., directory size, offset, comment
+DIRECTORY_BYTES_PER_MEMBER = 1024  # a central directory entry is 46 bytes plus the name and extra fields
 READ_CHUNK = 256 * 1024
 ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "store", zipfile.ZIP_DEFLATED: "deflate"}
 SHOWN_PER_KIND = 20  # problems of one kind listed by name before the rest are counted
@@ -80,6 +82,22 @@ def read_capped(stream, cap: int, chunk_size: int = READ_CHUNK) -> bytes:
         if total > cap:
             raise MemberTooLarge(total)
         parts.append(chunk)
+
+
+def central_directory_size(path: str | os.PathLike) -> int | None:
+    """Size in bytes of a zip's central directory, read from its end record; None when there is none.
+
+    zipfile reads and parses the whole central directory when it opens a file, one object per entry, so a
+    zip of millions of empty entries would cost minutes and gigabytes before any other check could run.
+    """
+    with open(path, "rb") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(max(0, size - END_RECORD.size - 65535))  # the record ends with a comment of <= 64 KiB
+        tail = stream.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < END_RECORD.size:
+        return None
+    return END_RECORD.unpack_from(tail, at)[5]
 
 
 def name_problem(info: zipfile.ZipInfo) -> str | None:
@@ -174,6 +192,12 @@ def check_submission(
     size = os.path.getsize(zip_path)
     if size > rules.max_zip_bytes:
         problems.append(Problem(None, f"the zip file is {size} bytes; the limit is {rules.max_zip_bytes}"))
+        return report
+    directory = central_directory_size(zip_path)
+    directory_limit = rules.max_members * DIRECTORY_BYTES_PER_MEMBER + 65536
+    if directory is not None and directory > directory_limit:
+        problems.append(Problem(None, f"the zip's list of members is {directory} bytes; {rules.max_members} "
+                                      f"members need at most {directory_limit} (too many members)"))
         return report
     try:
         archive = zipfile.ZipFile(zip_path)
