@@ -58,15 +58,20 @@ TTA_SCALES = (0.75, 1.0, 1.25)
 def _run_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from segkit.build import build_trainer, run_dir
+    from segkit.build import build_trainer
     from segkit.config import find_config, load_config
 
     config = load_config(args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
         return 0
-    print(f"config {find_config(args.config)} -> run folder {run_dir(config)}")
-    trainer = build_trainer(config, resume=args.resume, source=str(find_config(args.config)))
+    source = str(find_config(args.config))
+    trainer = build_trainer(config, resume=args.resume, source=source)
+    if trainer.is_main:
+        print(f"config {source} -> run folder {trainer.run_dir}")
+        saved = trainer.run_dir / "config.yaml"
+        if args.resume and saved.is_file():
+            _warn_about_changes(yaml.safe_load(saved.read_text()), config, saved)
     metrics = trainer.fit()
     if trainer.is_main:
         if metrics:
@@ -74,6 +79,26 @@ def _run_train(args: argparse.Namespace) -> int:
                   f"pixel accuracy {metrics['pixel_accuracy']:.4f}")
         print(f"checkpoints, metrics.csv and config.yaml are in {trainer.run_dir}")
     return 0
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    """{'train': {'epochs': 5}} -> {'train.epochs': 5}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _warn_about_changes(saved: dict, config: dict, saved_path: Path) -> None:
+    """Resuming with a different config is allowed (e.g. more epochs) but never silent."""
+    before, after = _flatten(saved or {}), _flatten(config)
+    changed = [f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
+    if changed:
+        print(f"warning: resuming with a config that differs from {saved_path} in: {', '.join(changed)}")
 
 
 def _predict_options(args: argparse.Namespace, config: dict) -> dict:

@@ -5,6 +5,7 @@ submission checker and segkit.data.read_mask."""
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from io import BytesIO
 
@@ -62,6 +63,17 @@ def test_a_second_train_refuses_without_resume_and_continues_with_it(run, capsys
     assert main(["train", "shapes_unet", "--resume", "--set", *run["overrides"]]) == 0  # already finished
     after = torch.load(run["run_dir"] / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_resuming_with_a_changed_config_says_what_changed(run, tmp_path, capsys):
+    shutil.copytree(run["run_dir"], tmp_path / "tiny")
+    overrides = [*run["overrides"], f"run.dir={tmp_path}", "train.epochs=3"]
+    assert main(["train", "shapes_unet", "--resume", "--set", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "warning: resuming with a config that differs from" in out
+    assert f"run.dir ({str(run['run_dir'].parent)!r} -> {str(tmp_path)!r})" in out
+    assert "train.epochs (2 -> 3)" in out
+    assert torch.load(tmp_path / "tiny" / "last.pt", weights_only=True)["epoch"] == 3
 
 
 def torchmetrics_iou(model, root, flip=False) -> np.ndarray:
