@@ -162,7 +162,7 @@ def hostile_cases(comp, rng) -> list[tuple[str, object, list[tuple[str | None, s
          [("img_a.png", "decompression bomb: the PNG header claims 100000×100000")]),
         ("big PNG header below Pillow's limit", [*others, ("img_a.png", png_claiming(9000, 9000))],
          [("img_a.png", "wrong size 9000×9000")]),
-        ("not a zip", os.urandom(2000), [(None, "corrupt or not a zip file")]),
+        ("not a zip", rng.bytes(2000), [(None, "corrupt or not a zip file")]),
         ("truncated zip", zipfile_bytes(list(good.items()))[:300], [(None, "corrupt or not a zip file")]),
         ("empty zip", [], [(f"{i}.png", "missing") for i in SIZES]),
         ("member with broken CRC", bytes(crc_broken), [("img_a.png", "corrupt member")]),
