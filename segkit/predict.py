@@ -30,6 +30,10 @@ Three ways to turn a model into predictions, which combine freely:
    large logit, and a bilinear resize of probabilities still sums to 1 at every pixel.
 
 The model is put in eval mode for the call and its previous mode restored afterwards; gradients are off.
+
+For whole datasets: `evaluate_dataset` accumulates one confusion matrix over a loader (what
+`segkit evaluate` prints), and `write_submission` writes the zip of predicted masks that the class
+competition scores (what `segkit predict` writes).
 """
 
 from __future__ import annotations
