@@ -7,7 +7,7 @@ checker.py   Exercise, register, check, allclose: the framework
 s01.py ...   the exercises of each session, registered when their module is imported (just below)
 """
 
-from segkit.exercises import s07  # noqa: F401  (importing a session module registers its exercises)
+from segkit.exercises import s01, s02, s03, s04, s07, s08, s09  # noqa: F401  (importing registers their exercises)
 from segkit.exercises.checker import EXERCISES, Exercise, allclose, check, get_exercise, register
 
 __all__ = ["EXERCISES", "Exercise", "allclose", "check", "get_exercise", "register"]
