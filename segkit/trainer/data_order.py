@@ -12,8 +12,10 @@ That needs three things from the data pipeline, which a stock `DataLoader(shuffl
 3. The random augmentation of a sample does not depend on which worker process loads it nor on what was
    loaded before: `SeededSamples` seeds torch, `random` and numpy with a seed derived from
    `(seed, epoch, index)` just before loading the sample. Results are therefore also the same for any
-   `num_workers`. In the main process (`num_workers=0`) the global RNG states are put back afterwards, so
-   loading data does not change the random numbers the model sees (dropout, ...).
+   `num_workers`. In the main process (`num_workers=0`) torch's generator is put back afterwards, so
+   loading data does not change the random numbers of the training step (dropout, ...). Python's and
+   numpy's global generators are left as the sample left them: nothing in a training step draws from
+   them, and saving and restoring numpy's state would cost more than loading a small sample.
 
 For distributed training every rank takes every `world_size`-th sample of the same permutation. Training
 pads the permutation with its first samples so all ranks run the same number of steps (as
@@ -95,7 +97,7 @@ class SeededSamples(Dataset):
         index, seed = key
         in_main_process = torch.utils.data.get_worker_info() is None
         if in_main_process:
-            saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+            saved = torch.get_rng_state()
         torch.random.default_generator.manual_seed(seed)  # CPU generator only; CUDA RNGs are untouched
         random.seed(seed)
         np.random.seed(seed)
@@ -103,9 +105,7 @@ class SeededSamples(Dataset):
             return self.dataset[index]
         finally:
             if in_main_process:
-                torch.set_rng_state(saved[0])
-                random.setstate(saved[1])
-                np.random.set_state(saved[2])
+                torch.set_rng_state(saved)
 
 
 class ShardSampler(Sampler):
