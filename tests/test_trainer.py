@@ -504,3 +504,27 @@ def test_tensorboard_logger_writes_scalars_and_purges_after_a_resume(tmp_path, m
                            resume=True)
     resumed.fit()
     assert writers[1].purge_step == 2  # events after the checkpoint's step are dropped
+
+
+def test_augmentation_and_weights_do_not_depend_on_num_workers(tmp_path):
+    """Every sample is loaded with RNGs seeded by (seed, epoch, index): 0 or 2 worker processes load the
+    same augmented batches, so training gives bitwise the same weights."""
+
+    def train(folder, workers):
+        torch.manual_seed(0)
+        model = tiny_net()
+        loader = DataLoader(ToyShapes(12, augment=True), batch_size=4, shuffle=True, num_workers=workers)
+        trainer = Trainer(model, CE, torch.optim.SGD(model.parameters(), lr=0.5), loader, num_classes=3,
+                          run_dir=tmp_path / folder, device="cpu", epochs=2, progress_bar=False)
+        trainer.fit()
+        return model.state_dict()
+
+    assert_same_weights(train("workers0", 0), train("workers2", 2), atol=0)
+
+
+def test_resume_refuses_a_different_data_order(tmp_path):
+    images, masks = uneven_void_batch()
+    make_trainer(tmp_path, tiny_net(), images, masks, 2).fit()
+    trainer = make_trainer(tmp_path, tiny_net(), images, masks, 4, epochs=2, resume=True)
+    with pytest.raises(ValueError, match="batch_size.*keep seed, batch size and process count"):
+        trainer.fit()
