@@ -12,6 +12,7 @@ help:
 	@echo "make demo   - generate the small 'shapes' dataset (if missing) and print its statistics"
 	@echo "make test   - lint with ruff and run the test suite (notebooks in quick mode)"
 	@echo "make setup  - only install the environment (.venv) from uv.lock"
+	@echo "make student - write student copies of the notebooks (solutions stubbed) to student/notebooks/"
 
 setup: .venv/.synced
 
@@ -27,6 +28,10 @@ demo: .venv/.synced
 	$(RUN) segkit train shapes_unet --resume --set data.root=$(SHAPES) run.dir=runs run.name=demo $(DEMO_SET)
 	$(RUN) segkit evaluate runs/demo/last.pt --split val
 	$(RUN) segkit predict runs/demo/last.pt --split test --out runs/demo/submission.zip
+
+# Student copies: solution cells replaced by stubs (segkit/student.py), into the git-ignored student/.
+student: .venv/.synced
+	$(RUN) segkit student --out student
 
 lint: .venv/.synced
 	$(RUN) ruff check .

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from segkit.cli_run import add_run_commands
+from segkit.student import add_student_commands
 
 DATA_EXAMPLES = """\
 examples:
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_data_commands(subparsers)
     add_run_commands(subparsers)
+    add_student_commands(subparsers)
     return parser
 
 
