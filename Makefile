@@ -36,5 +36,7 @@ student: .venv/.synced
 lint: .venv/.synced
 	$(RUN) ruff check .
 
+# pytest runs tests/ and executes every notebook in notebooks/ with nbval in quick mode
+# (testpaths and --nbval-lax in pyproject.toml; SEGKIT_QUICK=1 in notebooks/conftest.py).
 test: lint
 	$(RUN) pytest
