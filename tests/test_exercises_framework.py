@@ -218,3 +218,18 @@ def test_missing_shapes_set_is_generated_once(tmp_path, monkeypatch, capsys):
     course_module.setup_notebook()
     assert "generated it now" not in capsys.readouterr().out
     assert calls == [tmp_path / "shapes"]
+
+
+# ------------------------------------------------------------------------------ the registered exercises
+
+
+def test_every_session_registers_exercises_whose_reference_passes(capsys):
+    import segkit.exercises  # noqa: F401  (imports s01 ... s09)
+
+    sessions = {exercise.reference.__module__ for exercise in EXERCISES.values()}
+    assert {f"segkit.exercises.s0{n}" for n in range(1, 10)} <= sessions
+    for name, exercise in EXERCISES.items():
+        cases = exercise.make_cases(np.random.default_rng(0))
+        assert len(cases) >= 2, f"{name}: give at least two cases (a random one and an edge case)"
+        assert exercise.hint and exercise.description, f"{name}: needs a description and a hint"
+        assert check(name, exercise.reference) is True, capsys.readouterr().out
