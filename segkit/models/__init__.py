@@ -34,6 +34,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .deeplabv3 import DeepLabV3, load_torchvision_state_dict
+from .encdec import EncDec
 from .pretrained import PretrainedWeightsUnavailable
 from .unet import UNet
 from .zoo import deeplabv3plus, fcn, fpn, linknet, pspnet, smp_unet, unetplusplus
@@ -48,6 +49,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fpn": fpn,
     "pspnet": pspnet,
     "deeplabv3plus": deeplabv3plus,
+    "encdec": EncDec,
 }
 
 
