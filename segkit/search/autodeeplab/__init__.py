@@ -1,0 +1,66 @@
+"""Auto-DeepLab (Liu et al. 2019, "Auto-DeepLab: Hierarchical Neural Architecture Search for Semantic Image
+Segmentation", arXiv:1901.02985), small enough for a CPU and the shapes dataset.
+
+Two levels are searched at once by a continuous relaxation: the cell (which operators connect which
+states, alpha) and the network (at which output stride each layer works, beta).
+
+    ops.py      the 8 operators (none, 3x3 max/avg pool, skip, 3x3/5x5 separable, 3x3/5x5 atrous rate 2)
+    cell.py     SearchCell (softmax(alpha)-mixed edges) and DiscreteCell (a decoded genotype)
+    network.py  AutoDeepLabSearch: stem, trellis of L layers over strides 4/8/16/32, ASPP per level, summed
+    search.py   search / BilevelSearch: weights on trainA (SGD), alpha and beta on trainB (Adam), first order
+    decode.py   decode_cell, decode_path (Viterbi), AutoDeepLab: the decoded plain model
+
+    network = AutoDeepLabSearch(num_classes=21, num_layers=4, num_blocks=3, filter_multiplier=4,
+                                stem_channels=16, aspp_channels=16)
+    history = search(network, train_dataset, epochs=4, warmup_epochs=2, batch_size=4)
+    print(format_genotype(decode_cell(network.alpha)))
+    print(draw_path(decode_path(network.beta)))
+    model = build_decoded_model(network)        # a plain nn.Module for segkit's Trainer
+
+What this version keeps: the operators, the relaxed cell and trellis, beta softmax over each node's
+outgoing moves, ASPP per level summed, the first-order alternation on trainA / trainB after a warm-up,
+and the paper's decoding rules. What it leaves out or changes: the sizes (paper F = 8, B = 5, L = 12 on
+321 x 321 crops, about 3 GPU-days), DARTS' affine-free BatchNorm and its extra BatchNorm after pooling
+in the mixed op, the strided / upsampling preprocessing of cell inputs in the reference code (resized
+bilinearly here), and the retraining recipe of the decoded model (a DeepLabv3+ decoder, a long schedule,
+a larger ASPP).
+"""
+
+from .cell import DiscreteCell, SearchCell, cell_edges, num_edges
+from .decode import (
+    AutoDeepLab,
+    build_decoded_model,
+    decode_cell,
+    decode_path,
+    draw_path,
+    format_genotype,
+    path_probability,
+)
+from .network import LEVEL_STRIDES, AutoDeepLabSearch, beta_probabilities
+from .ops import OP_NAMES, OPS, MixedOp
+from .search import BilevelSearch, SearchHistory, search, search_space_size, split_train
+
+__all__ = [
+    "LEVEL_STRIDES",
+    "OPS",
+    "OP_NAMES",
+    "AutoDeepLab",
+    "AutoDeepLabSearch",
+    "BilevelSearch",
+    "DiscreteCell",
+    "MixedOp",
+    "SearchCell",
+    "SearchHistory",
+    "beta_probabilities",
+    "build_decoded_model",
+    "cell_edges",
+    "decode_cell",
+    "decode_path",
+    "draw_path",
+    "format_genotype",
+    "num_edges",
+    "path_probability",
+    "search",
+    "search_space_size",
+    "split_train",
+]
