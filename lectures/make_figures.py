@@ -32,6 +32,9 @@ DPI = 100
 
 # One module per session (lectures/figures_sNN.py), one line each; add yours once it imports cleanly.
 FIGURE_MODULES: list[str] = [
+    "figures_s01",
+    "figures_s02",
+    "figures_s03",
 ]
 
 
