@@ -7,6 +7,7 @@ reader pasting them into a new Python session). Use ```text or ```bash for anyth
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -111,10 +112,12 @@ def load_make_figures():
         sys.path.remove(str(LECTURES_DIR))
 
 
-def generated_figure_stems() -> set[str]:
+@functools.cache
+def generated_figure_stems() -> frozenset[str]:
+    """The file stems of every figure make_figures.py makes (imports the figure modules once)."""
     make_figures = load_make_figures()
     modules = make_figures.FIGURE_MODULES
-    return {stem for module in modules for stem in make_figures.load_figure_functions(module)}
+    return frozenset(stem for module in modules for stem in make_figures.load_figure_functions(module))
 
 
 def test_every_generated_figure_is_committed():
