@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from segkit import paths
 from segkit.data.masks import VOC_CLASSES
@@ -90,9 +91,7 @@ def ensure_shapes(shapes_dir: Path) -> tuple[Path, bool]:
     it with the default parameters. Returns (shapes_dir, generated_now)."""
     if shapes_is_complete(shapes_dir):
         return shapes_dir, False
-    # A lock file, so two notebooks started at the same time do not write the same folder together.
-    from filelock import FileLock
-
+    # A lock file, so that two notebooks started at the same time do not write the same folder together.
     shapes_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(shapes_dir) + ".lock"):
         if shapes_is_complete(shapes_dir):

@@ -53,7 +53,7 @@ def _header_lines(node, lines: list[str]) -> list[str]:
     start = _first_line(node) - 1
     docstring = _docstring_node(node)
     end = docstring.end_lineno if docstring is not None else node.body[0].lineno - 1
-    if end <= node.lineno - 1 or node.body[0].lineno == node.lineno:  # a one-line `def f(x): return x`
+    if _body_on_header_line(node, lines):  # e.g. `def f(x): return x`: rebuild the header from the tree
         bare = copy.copy(node)
         bare.body = [ast.Pass()]
         indent = " " * node.col_offset
@@ -64,9 +64,15 @@ def _header_lines(node, lines: list[str]) -> list[str]:
     return header
 
 
+def _body_on_header_line(node, lines: list[str]) -> bool:
+    """True when the body starts on the line that ends the signature (`def f(x): return x`)."""
+    first = node.body[0]
+    return bool(lines[first.lineno - 1][: first.col_offset].strip())
+
+
 def _body_indent(node, lines: list[str]) -> str:
     body_start = node.body[0]
-    if body_start.lineno == node.lineno:
+    if _body_on_header_line(node, lines):
         return " " * (node.col_offset + 4)
     line = lines[body_start.lineno - 1]
     return line[: len(line) - len(line.lstrip())]
@@ -83,7 +89,9 @@ def _stub_definition(node, lines: list[str]) -> list[str]:
         return header + [indent + CELL_STUB]
     out = list(header)
     for method in methods:
-        out += [""] + _stub_definition(method, lines)
+        if not out[-1].rstrip().endswith(":"):  # a blank line between members, not right after `class X:`
+            out.append("")
+        out += _stub_definition(method, lines)
     return out
 
 
