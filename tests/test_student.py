@@ -106,6 +106,7 @@ def test_class_methods_and_one_line_functions_are_each_stubbed():
     assert stub.count(FUNCTION_STUB) == 4  # __init__, width, forward, double
     assert "    @property\n    def width(self):\n        " + FUNCTION_STUB in stub
     assert "def double(x):\n    " + FUNCTION_STUB in stub
+    assert stub_source("def f(a,\n      b): return a\n") == "def f(a, b):\n    " + FUNCTION_STUB + "\n"
     namespace = {}
     exec(compile(stub, "<stub>", "exec"), namespace)  # the stub defines the names...
     with pytest.raises(NotImplementedError, match=FUNCTION_MESSAGE):
