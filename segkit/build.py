@@ -201,12 +201,11 @@ def build_trainer(config: dict, resume: bool = False, source: str = "config", **
     loss_fn = loss_from_config(config, source=source)
     optimizer = optimizer_from_config(config, model, source=source)
     train = config["train"]
-    amp = None if train["amp"] == "off" else train["amp"]
     with blame("train", source):
         trainer = Trainer(
             model, loss_fn, optimizer, train_loader(config, train_set), eval_loader(config, val_set),
             num_classes=len(train_set.classes), class_names=list(train_set.classes), run_dir=run_dir(config),
-            epochs=train["epochs"], device=train["device"], amp=amp,
+            epochs=train["epochs"], device=train["device"], amp=train["amp"],
             channels_last=train["channels_last"], grad_accum_steps=train["grad_accum_steps"],
             clip_grad_norm=train["clip_grad_norm"], micro_batch_size=train["micro_batch_size"],
             overfit_batches=train["overfit_batches"], limit_batches=train["limit_batches"],

@@ -218,13 +218,13 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 def add_run_commands(subparsers) -> None:
     """Register `segkit train`, `segkit evaluate` and `segkit predict`."""
-    from segkit.config import format_schema, shipped_configs
+    from segkit.config import format_schema, training_configs
 
     raw = argparse.RawDescriptionHelpFormatter
     train = subparsers.add_parser(
         "train", help="train a model from a YAML config", formatter_class=raw,
         description="Train from a config: a YAML file or the name of a shipped one "
-                    f"({', '.join(shipped_configs())}). The run folder is run.dir/run.name "
+                    f"({', '.join(training_configs())}). The run folder is run.dir/run.name "
                     "(default runs/<config name>); it receives config.yaml, metrics.csv, last.pt, best.pt.",
         epilog=TRAIN_EXAMPLES + format_schema(),
     )

@@ -131,8 +131,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "train": {
         "epochs": Field(int, 10, "passes over the training split", minimum=1),
-        "amp": Field(str, "off", "mixed precision: off, bf16 or fp16 (fp16 adds a GradScaler)",
-                     choices=("off", "bf16", "fp16")),
+        "amp": Field(str, None, "mixed precision: null (off), bf16 or fp16 (fp16 adds a GradScaler)",
+                     choices=("bf16", "fp16"), nullable=True),
         "channels_last": Field(bool, False, "store images and weights in NHWC memory format"),
         "grad_accum_steps": Field(int, 1, "loader batches accumulated into one optimizer step", minimum=1),
         "micro_batch_size": Field(int, None, "split batches into pieces of this many images (same update); "
@@ -233,7 +233,10 @@ def check_value(value: Any, field: Field) -> Any:
     """Return `value` converted to the field's type, or raise ValueError('expected ..., got ...')."""
     if (value is None and field.nullable) or (value in field.also and not isinstance(value, bool)):
         return value
-    problem = ValueError(f"expected {describe(field)}, got {_show(value)}")
+    hint = ""
+    if isinstance(value, bool) and field.kind is not bool:
+        hint = " (YAML reads yes/no/on/off/true/false as booleans: quote a word you mean as text)"
+    problem = ValueError(f"expected {describe(field)}, got {_show(value)}{hint}")
     ok, value = _as_type(value, field.kind)
     if not ok:
         raise problem
@@ -328,6 +331,13 @@ def _check_together(config: dict) -> list[str]:
 def shipped_configs() -> list[str]:
     """Names of the configs shipped in segkit/configs/ (without .yaml), sorted."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def training_configs() -> list[str]:
+    """The shipped configs that `segkit train` takes: those without a `search` section (an architecture
+    search config, for `segkit search`, adds one to a training config)."""
+    names = shipped_configs()
+    return [name for name in names if "search" not in (read_yaml(CONFIG_DIR / f"{name}.yaml") or {})]
 
 
 def find_config(name_or_path: str | os.PathLike) -> Path:

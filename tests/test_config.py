@@ -82,7 +82,9 @@ def test_wrong_types_name_the_key_and_what_was_expected(raw, expected):
         ({"data": {"std": [0.2, 0.0, 0.2]}}, "data.std: expected a list of 3 numbers each > 0"),
         ({"data": {"scale_range": [2.0, 0.5]}}, "data.scale_range: expected [low, high] with low <= high"),
         ({"data": {"num_workers": -1}}, "data.num_workers: expected an integer >= 0, got -1"),
-        ({"train": {"amp": True}}, "train.amp: expected one of 'off', 'bf16', 'fp16', got True (bool)"),
+        ({"train": {"amp": "float16"}}, "train.amp: expected one of 'bf16', 'fp16' or null, got 'float16'"),
+        ({"train": {"amp": False}}, "train.amp: expected one of 'bf16', 'fp16' or null, got False (bool) "
+                                    "(YAML reads yes/no/on/off/true/false as booleans"),
         ({"train": {"clip_grad_norm": 0}}, "train.clip_grad_norm: expected a number > 0 or null"),
         ({"train": {"overfit_batches": 2, "limit_batches": 3}}, "train.limit_batches: cannot be combined"),
     ],

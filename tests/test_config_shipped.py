@@ -14,7 +14,7 @@ from segkit.build import (
     scheduler_from_config,
     train_loader,
 )
-from segkit.config import ConfigError, load_config, shipped_configs
+from segkit.config import ConfigError, load_config, shipped_configs, training_configs
 from segkit.data import VOC_CLASSES, make_shapes
 
 # Pretrained weights cannot be downloaded in tests: the same architectures, randomly initialised.
@@ -39,12 +39,11 @@ def tiny_overrides(name, root):
 
 
 def test_the_expected_configs_are_shipped():
-    assert {"shapes_unet", "voc_unet", "voc_deeplabv3_resnet50", "voc_smp_deeplabv3plus_resnet50"} <= set(
-        shipped_configs()
-    )
+    expected = {"shapes_unet", "voc_unet", "voc_deeplabv3_resnet50", "voc_smp_deeplabv3plus_resnet50"}
+    assert expected <= set(training_configs()) <= set(shipped_configs())
 
 
-@pytest.mark.parametrize("name", shipped_configs())
+@pytest.mark.parametrize("name", training_configs())
 def test_shipped_config_builds_every_part_and_takes_a_step(name, tiny_shapes):
     config = load_config(name)  # as shipped, without overrides
     overrides = [o for o in tiny_overrides(name, tiny_shapes) if _applies(o, config)]
