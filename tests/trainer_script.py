@@ -1,11 +1,11 @@
 """A tiny training run for the Trainer tests, started as a subprocess (or under torchrun).
 
-    python tests/trainer_script.py RUN_DIR [--resume] [--epochs 3] [--step-delay 0.02]
+    python tests/trainer_script.py RUN_DIR [--resume] [--epochs 3] [--pause-after-step K]
                                    [--hang-at-save N] [--dump-metrics]
 
 Everything is deterministic on CPU: a generated in-memory dataset whose augmentation draws from torch,
 `random` and numpy, a small conv net with dropout, AdamW and a polynomial schedule. It prints
-"STEP n" after every optimizer step so a test can kill it with SIGKILL at a chosen point.
+"STEP n" after every optimizer step; `--pause-after-step K` makes it wait (for SIGKILL) after step K.
 `--hang-at-save N` makes the N-th torch.save of a checkpoint write half of its bytes and then hang, to test
 a kill in the middle of a checkpoint write. `--dump-metrics` writes each rank's confusion matrix and
 metrics after a final evaluation to RUN_DIR/rank<r>.json (used by the DDP test).
@@ -77,14 +77,15 @@ def make_model() -> nn.Module:
 
 
 class PrintSteps(Callback):
-    """Prints STEP n after every step (flushed), sleeping `delay` seconds so a test can time a kill."""
+    """Prints STEP n after every step (flushed); after step `pause_after` waits to be killed."""
 
-    def __init__(self, delay: float):
-        self.delay = delay
+    def __init__(self, pause_after: int):
+        self.pause_after = pause_after
 
     def on_step_end(self, trainer) -> None:
         print(f"STEP {trainer.step}", flush=True)
-        time.sleep(self.delay)
+        if trainer.step == self.pause_after:
+            time.sleep(600)
 
 
 def hang_at_save(number: int) -> None:
@@ -113,7 +114,7 @@ def main(argv=None) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--step-delay", type=float, default=0.0)
+    parser.add_argument("--pause-after-step", type=int, default=0)
     parser.add_argument("--hang-at-save", type=int, default=0)
     parser.add_argument("--dump-metrics", action="store_true")
     args = parser.parse_args(argv)
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
         epochs=args.epochs, device="cpu", checkpoint_every_steps=2, keep_last_k=2, seed=7,
         resume=args.resume, progress_bar=False, print_table=False,
         config={"script": "tests/trainer_script.py", "epochs": args.epochs},
-        callbacks=[PrintSteps(args.step_delay)],
+        callbacks=[PrintSteps(args.pause_after_step)],
     )
     schedule = torch.optim.lr_scheduler.PolynomialLR
     trainer.scheduler = schedule(optimizer, total_iters=trainer.total_steps, power=0.9)

@@ -436,6 +436,8 @@ class Trainer:
             "epoch_loss_sum": loss_sum,
             "epoch_steps": steps,
             "should_stop": self.should_stop,
+            "loss": self.loss,  # loss and learning rate of the last step (for logs)
+            "lr": self.lr,
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "config": self.config,
@@ -472,6 +474,7 @@ class Trainer:
         self.epoch, self.batches_done, self.step = state["epoch"], state["batches_done"], state["step"]
         self.epoch_loss_sum, self.epoch_steps = state["epoch_loss_sum"], state["epoch_steps"]
         self.should_stop = state["should_stop"]
+        self.loss, self.lr = state["loss"], state["lr"]
         self.val_metrics = state["val_metrics"]
         for callback in self.callbacks:
             name = type(callback).__name__
