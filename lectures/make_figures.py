@@ -35,6 +35,9 @@ FIGURE_MODULES: list[str] = [
     "figures_s01",
     "figures_s02",
     "figures_s03",
+    "figures_s04",
+    "figures_s05",
+    "figures_s06",
 ]
 
 
