@@ -16,8 +16,9 @@ head: a sum of such means) this is *exactly* the loss of one big batch made of a
 so gradient accumulation and micro-batching give the same update as the big batch (up to float
 rounding). For other losses (Dice, top-k, OHEM, class-weighted CE) it is a weighted average of the
 pieces' losses: close, not equal. BatchNorm layers in training mode also see smaller batches, so their
-statistics (and thus the update) differ with micro-batches or accumulation; use SyncBatchNorm or
-GroupNorm when that matters. Under DDP each process weights its own pieces and DDP averages processes.
+statistics (and thus the update) differ with micro-batches or accumulation; prefer GroupNorm (or
+frozen, eval-mode BatchNorm) when that matters. Under DDP each process weights its own pieces and DDP
+averages the processes (SyncBatchNorm shares the statistics of the processes' batches, not of pieces).
 """
 
 from __future__ import annotations
