@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 from segkit.cli_run import add_run_commands
+from segkit.paths import add_paths_commands
+from segkit.search.cli import add_search_commands
+from segkit.search.deep_prior.cli import add_deep_prior_commands
 from segkit.student import add_student_commands
 
 DATA_EXAMPLES = """\
@@ -116,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_data_commands(subparsers)
+    add_paths_commands(subparsers)
     add_run_commands(subparsers)
+    add_search_commands(subparsers)
+    add_deep_prior_commands(subparsers)
     add_student_commands(subparsers)
     return parser
 
