@@ -38,6 +38,9 @@ FIGURE_MODULES: list[str] = [
     "figures_s04",
     "figures_s05",
     "figures_s06",
+    "figures_s07",
+    "figures_s08",
+    "figures_s09",
 ]
 
 
