@@ -33,6 +33,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from segkit.search.deep_prior.model import deep_prior
+
 from .deeplabv3 import DeepLabV3, load_torchvision_state_dict
 from .encdec import EncDec
 from .pretrained import PretrainedWeightsUnavailable
@@ -50,6 +52,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "pspnet": pspnet,
     "deeplabv3plus": deeplabv3plus,
     "encdec": EncDec,
+    "deep_prior": deep_prior,  # random frozen encoder + linear head (segkit/search/deep_prior/model.py)
 }
 
 
