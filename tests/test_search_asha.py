@@ -1,7 +1,7 @@
 """The successive-halving search (segkit.search.asha) on a tiny shapes set: pruning decisions recomputed from
 the recorded curves with the ASHA rule, reported values against the Trainer's metrics.csv, failed trials
-(forced out-of-memory, parameter budget) checked against independently built models, two worker processes
-sharing one journal file, and `segkit search` -> best.yaml -> `segkit train`."""
+(forced out-of-memory and NaN loss, parameter budget) checked against independently built models, two
+worker processes sharing one journal file, and `segkit search` -> best.yaml -> `segkit train`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from segkit.config import ConfigError, load_config
 from segkit.data import make_shapes
 from segkit.models import build_model
 from segkit.search.asha import open_storage, run_search, search_from_dict, trial_results
-from segkit.trainer import Trainer
+from segkit.trainer import NonFiniteLossError, Trainer
 
 FINISHED = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL}
 
@@ -108,7 +108,7 @@ def test_successive_halving_stops_the_trials_the_rule_says(shapes_root, tmp_path
         assert row["curve"] == dict(sorted(trial.intermediate_values.items()))
 
 
-def test_out_of_memory_and_too_big_trials_fail_and_the_search_goes_on(shapes_root, tmp_path, monkeypatch):
+def test_out_of_memory_too_big_and_nan_trials_fail_and_the_search_goes_on(shapes_root, tmp_path, monkeypatch):
     real_train_step = Trainer.train_step
     trained = []  # run folders of the trials that started training, in order
 
@@ -117,6 +117,8 @@ def test_out_of_memory_and_too_big_trials_fail_and_the_search_goes_on(shapes_roo
             trained.append(self.run_dir.name)
         if len(trained) == 2 and self.run_dir.name == trained[1]:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (forced by a test)")
+        if len(trained) == 3 and self.run_dir.name == trained[2]:
+            raise NonFiniteLossError("the loss is nan at step 0 (forced by a test)")
         return real_train_step(self, batches)
 
     monkeypatch.setattr(Trainer, "train_step", train_step_running_out_of_memory)
@@ -139,6 +141,9 @@ def test_out_of_memory_and_too_big_trials_fail_and_the_search_goes_on(shapes_roo
             assert trial.state == optuna.trial.TrialState.FAIL
             assert failure.startswith("out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")
             assert trial.intermediate_values == {}
+        elif f"trial-{trial.number:04d}" == trained[2]:
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert failure == "non-finite loss: the loss is nan at step 0 (forced by a test)"
         else:
             assert trial.state == optuna.trial.TrialState.COMPLETE and failure == ""
             assert sorted(trial.intermediate_values) == [1, 2, 3]
