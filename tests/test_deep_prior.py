@@ -35,6 +35,7 @@ from segkit.search.deep_prior.archstring import (
 from segkit.search.deep_prior.embeddings import (
     ProbeData,
     cache_path,
+    compute_features,
     load_stored_embeddings,
     store_embeddings,
 )
@@ -252,8 +253,8 @@ def test_trainer_leaves_a_frozen_encoder_bitwise_unchanged(encoder, shapes_root,
     modes = []
     model.encoder.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     data = ProbeData(shapes_root, image_size=32, cache_dir=tmp_path / "cache")
-    trainer = run_trainer(model, data.dataset("train"), tmp_path / "run")
-    assert trainer.step == 2 and modes == [False, False]
+    trainer = run_trainer(model, data.dataset("train"), tmp_path / "run", epochs=2)
+    assert trainer.step == 4 and modes == [False] * 4
     after = model.encoder.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert not torch.equal(model.head.classifier.weight, head_before)
@@ -307,6 +308,21 @@ def test_changed_files_and_damaged_cache_files_are_recomputed(tmp_path, encoder_
     assert repaired.computed and torch.equal(repaired.features, changed.features)
     assert repaired.path == cache_path(tmp_path / "cache", repaired.key)
     assert json.loads(repaired.path.with_suffix(".json").read_text()) == repaired.key
+
+
+def test_images_of_different_sizes_are_refused_with_the_image_id():
+    class TwoSizes:
+        ids = ["small", "large"]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            size = 16 if i == 0 else 20
+            return torch.zeros(3, size, size), torch.zeros(size, size, dtype=torch.int64)
+
+    with pytest.raises(ValueError, match="image 'large' is 20x20 but the first image is 16x16.*image_size"):
+        compute_features(RandomEncoder(ARCH), TwoSizes())
 
 
 def test_store_embeddings_export(shapes_root, tmp_path):
