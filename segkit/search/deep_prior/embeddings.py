@@ -214,7 +214,7 @@ class ProbeData:
     cache_dir: str | os.PathLike | None = None
     batch_size: int = 16
     device: str = "cpu"
-    _datasets: dict = field(default_factory=dict, repr=False)
+    _datasets: dict = field(default_factory=dict, repr=False, init=False)
 
     def __post_init__(self):
         if self.cache_dir is None:
