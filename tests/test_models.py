@@ -24,6 +24,12 @@ SMALL_OPTIONS = {
     "fpn": {"encoder_name": "resnet18"},
     "pspnet": {"encoder_name": "resnet18"},
     "deeplabv3plus": {"encoder_name": "resnet18"},
+    "encdec": {"D_blocks": [[], [], []], "B_blocks": [[("C", 1)]], "U_blocks": [[], [], []],
+               "base_channels": 4},
+    "deep_prior": {"arch": "[C(8,3,1,1,0), P(2,2), P(2,2), C(8,3,1,1,1), P(2,2)]"},
+    "autodeeplab": {"genotype": [[("sep_conv_3x3", 0), ("skip_connect", 1)],
+                                 [("dil_conv_3x3", 1), ("avg_pool_3x3", 2)]],
+                    "path": [4, 8, 8], "filter_multiplier": 2, "stem_channels": 4, "aspp_channels": 4},
 }
 
 
@@ -89,7 +95,7 @@ def test_every_model_follows_the_output_and_naming_conventions(name):
     tops = {n.split(".")[0] for n, _ in model.named_parameters()}
     if name in ("deeplabv3", "fcn"):
         assert "backbone" in tops
-    elif name != "unet":
+    elif name not in ("unet", "encdec", "autodeeplab"):  # these have no pretrained feature extractor
         assert "encoder" in tops
 
 

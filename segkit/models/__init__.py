@@ -16,6 +16,13 @@ Registry (``MODELS``, name -> constructor) and options (besides ``num_classes``)
     smp_unet, unetplusplus, linknet, fpn, pspnet, deeplabv3plus
                    segmentation_models_pytorch (zoo.py): encoder_name="resnet34", encoder_weights=None,
                    plus the smp class's own arguments (encoder_depth, decoder_channels, ...)
+    encdec         EncDecMeta's encoder-decoder search space (encdec.py): D_blocks, B_blocks, U_blocks of
+                   (op, dilation) layers, base_channels=16, dropout=0.0
+    deep_prior     DP-NAS deep prior (segkit/search/deep_prior/model.py): a random, frozen encoder given
+                   by an architecture string plus a trained 1x1 head: arch=..., seed=0, freeze_encoder=True
+    autodeeplab    a network decoded by the Auto-DeepLab search (segkit/search/autodeeplab/decode.py):
+                   genotype (blocks of two (op, state) pairs), path (output strides of the layers),
+                   filter_multiplier=8, stem_channels=32, aspp_channels=32, aspp_rate_base=96
 
 Attributes every model has:
     output_stride         input size / size of the coarsest features (UNet: 2^depth; DeepLabV3: 8 or 16;
@@ -41,6 +48,18 @@ from .pretrained import PretrainedWeightsUnavailable
 from .unet import UNet
 from .zoo import deeplabv3plus, fcn, fpn, linknet, pspnet, smp_unet, unetplusplus
 
+
+def autodeeplab(genotype, path, num_classes: int = 21, filter_multiplier: int = 8, stem_channels: int = 32,
+                aspp_channels: int = 32, aspp_rate_base: int = 96) -> nn.Module:
+    """The plain network that an Auto-DeepLab search decoded (see segkit.search.autodeeplab.decode)."""
+    # Imported here, not at the top: segkit.search.autodeeplab itself imports segkit.models (for ASPP).
+    from segkit.search.autodeeplab.decode import AutoDeepLab
+
+    return AutoDeepLab(genotype, path, num_classes=num_classes, filter_multiplier=filter_multiplier,
+                       stem_channels=stem_channels, aspp_channels=aspp_channels,
+                       aspp_rate_base=aspp_rate_base)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "deeplabv3": DeepLabV3,
@@ -53,6 +72,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3plus": deeplabv3plus,
     "encdec": EncDec,
     "deep_prior": deep_prior,  # random frozen encoder + linear head (segkit/search/deep_prior/model.py)
+    "autodeeplab": autodeeplab,
 }
 
 
