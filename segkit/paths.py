@@ -1,16 +1,25 @@
-"""Where segkit looks for data and writes runs.
+"""Where segkit looks for data and writes runs, caches and pretrained weights.
 
 The rule everywhere in the course: an explicit argument wins over an environment variable, which wins over
 the default folder under the repository (or the current directory when segkit is installed elsewhere).
 
-    SEGKIT_DATA   datasets (VOC-2012, the generated 'shapes' set)     default: <repo>/data
-    SEGKIT_RUNS   training runs: checkpoints, metrics.csv, configs     default: <repo>/runs
-    SEGKIT_QUICK  "1" makes notebooks and the demo use tiny sizes and the shapes dataset
+    SEGKIT_DATA        datasets (VOC-2012, the generated 'shapes' set)     default: <repo>/data
+    SEGKIT_CACHE       decoded datasets (segkit.data.CachedDataset)         default: <repo>/data/cache
+    SEGKIT_RUNS        training runs: checkpoints, metrics.csv, configs     default: <repo>/runs
+    SEGKIT_PRETRAINED  downloaded pretrained weights: torchvision's files in <it>/torch/checkpoints,
+                       smp's (Hugging Face) in <it>/huggingface             default: the libraries' own
+                       caches ($TORCH_HOME/hub/checkpoints, $HF_HOME/hub), shared with other projects
+    SEGKIT_QUICK       "1" makes notebooks and the demo use tiny sizes and the shapes dataset
+
+data/ and runs/ are git-ignored, and so is the cache (it lives inside data/).
+`segkit paths` prints each folder, where its value came from and whether it exists.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -22,25 +31,113 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
-def _resolve(explicit: str | os.PathLike | None, env_var: str, default_name: str) -> Path:
+@dataclass
+class Location:
+    """One configurable folder: its `path`, and `source`, where the path came from."""
+
+    name: str  # "data", "cache", "runs", "pretrained"
+    env_var: str
+    path: Path | None  # None: not set (pretrained: the libraries' own caches)
+    source: str  # "argument", "environment ($SEGKIT_...)" or "default"
+
+    @property
+    def exists(self) -> bool:
+        return self.path is not None and self.path.is_dir()
+
+
+# name -> (environment variable, default relative to the repository; None = no default folder)
+LOCATIONS: dict[str, tuple[str, str | None]] = {
+    "data": ("SEGKIT_DATA", "data"),
+    "cache": ("SEGKIT_CACHE", "data/cache"),
+    "runs": ("SEGKIT_RUNS", "runs"),
+    "pretrained": ("SEGKIT_PRETRAINED", None),
+}
+
+
+def locate(name: str, explicit: str | os.PathLike | None = None) -> Location:
+    """Resolve folder `name` (a key of LOCATIONS): `explicit` > environment variable > default."""
+    env_var, default = LOCATIONS[name]
     if explicit is not None:
-        return Path(explicit).expanduser()
+        return Location(name, env_var, Path(explicit).expanduser(), "argument")
     from_env = os.environ.get(env_var)
     if from_env:
-        return Path(from_env).expanduser()
-    return repo_root() / default_name
+        return Location(name, env_var, Path(from_env).expanduser(), f"environment (${env_var})")
+    return Location(name, env_var, None if default is None else repo_root() / default, "default")
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
     """The data folder: `explicit` > $SEGKIT_DATA > <repo>/data."""
-    return _resolve(explicit, "SEGKIT_DATA", "data")
+    return locate("data", explicit).path
+
+
+def cache_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `explicit` > $SEGKIT_CACHE > <repo>/data/cache."""
+    return locate("cache", explicit).path
 
 
 def runs_root(explicit: str | os.PathLike | None = None) -> Path:
     """The folder that holds run folders: `explicit` > $SEGKIT_RUNS > <repo>/runs."""
-    return _resolve(explicit, "SEGKIT_RUNS", "runs")
+    return locate("runs", explicit).path
+
+
+def pretrained_root(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The folder for pretrained weights: `explicit` > $SEGKIT_PRETRAINED > None.
+
+    None means: use torchvision's and Hugging Face's own caches, so weights that any other project already
+    downloaded are found (see segkit.models.pretrained.torch_weights_dir / hf_weights_dir).
+    """
+    return locate("pretrained", explicit).path
 
 
 def is_quick() -> bool:
     """True when SEGKIT_QUICK is set to a true value ("1", "true", "yes")."""
     return os.environ.get("SEGKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def describe_paths(data=None, cache=None, runs=None, pretrained=None) -> str:
+    """A table of segkit's folders: path, where it came from (argument / environment / default), exists.
+
+    The arguments play the part of explicit arguments (as `segkit paths --data ...` passes them). The
+    pretrained row is followed by the two folders where weights are really looked for.
+    """
+    from segkit.models.pretrained import hf_weights_dir, torch_weights_dir
+
+    explicit = {"data": data, "cache": cache, "runs": runs, "pretrained": pretrained}
+    rows = []
+    for name in LOCATIONS:
+        location = locate(name, explicit[name])
+        shown = str(location.path) if location.path is not None else "(not set: the libraries' own caches)"
+        exists = "" if location.path is None else ("yes" if location.exists else "no")
+        rows.append((f"{name} (${location.env_var})", shown, location.source, exists))
+    root = pretrained_root(pretrained)
+    weights = [("torchvision weights", torch_weights_dir(root), "torch's cache ($TORCH_HOME)"),
+               ("smp weights", hf_weights_dir(root), "Hugging Face's cache ($HF_HOME)")]  # fmt: skip
+    for what, folder, own_cache in weights:
+        source = "inside pretrained" if root is not None else own_cache
+        rows.append((f"  {what}", str(folder), source, "yes" if folder.is_dir() else "no"))
+    header = ("folder", "path", "source", "exists")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in [header, *rows]]
+    lines.append("precedence: argument > environment variable > default")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _run_paths(args: argparse.Namespace) -> int:
+    print(describe_paths(args.data, args.cache, args.runs, args.pretrained))
+    return 0
+
+
+def add_paths_commands(subparsers) -> None:
+    """Register `segkit paths`."""
+    parser = subparsers.add_parser(
+        "paths",
+        help="show where segkit reads data and writes caches, runs and pretrained weights",
+        description="Print segkit's folders, where each value came from (argument, environment variable "
+        "or default) and whether the folder exists. Precedence: argument > environment > default.",
+        epilog="examples:\n  segkit paths\n  SEGKIT_CACHE=/scratch/cache segkit paths\n"
+        "  segkit paths --data /datasets/voc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, (env_var, _) in LOCATIONS.items():
+        parser.add_argument(f"--{name}", metavar="DIR", help=f"explicit value (wins over ${env_var})")
+    parser.set_defaults(func=_run_paths)

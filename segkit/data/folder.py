@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from segkit.data.masks import VOC_CLASSES
-from segkit.data.samples import load_sample
+from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
+from segkit.data.samples import LazySample, file_sample, load_checked, load_image, load_sample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -48,10 +48,13 @@ class FolderDataset:
     classes: class names, index = class id (default: the 21 VOC classes).
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void).
-    Attributes: ids (file stems, sorted), classes, num_classes, split, root, layout, image_dir, mask_dir;
-    methods image_path(i), mask_path(i). Every image needs a mask and every mask an image: unmatched
-    stems are an error that names them.
+    Attributes: ids (file stems, sorted), classes, num_classes, palette (VOC_PALETTE: colour of class
+    index i), split, root, layout, image_dir, mask_dir; methods image_path(i), mask_path(i), image(i)
+    (the image alone, mask never opened) and sample(i) (a LazySample: each field decoded when first read).
+    Every image needs a mask and every mask an image: unmatched stems are an error that names them.
     """
+
+    palette = VOC_PALETTE
 
     def __init__(
         self,
@@ -134,6 +137,22 @@ class FolderDataset:
         if self.transforms is None:
             return image, mask
         return self.transforms(image, mask)
+
+    def image(self, index: int):
+        """The image of sample `index` with the transforms applied to it alone; the mask file is never
+        opened (prediction). With transforms=None: tv_tensors.Image uint8 (3, H, W)."""
+        image = load_checked(load_image, self.image_path(index), self._where)
+        return image if self.transforms is None else self.transforms(image)
+
+    def sample(self, index: int) -> LazySample:
+        """Sample `index` as a LazySample: the same values as `self[index]`, computed when first read.
+
+        Without transforms each field reads only its own file (`.mask` never decodes the image). With
+        transforms, reading either field loads both and transforms them together.
+        """
+        if self.transforms is not None:
+            return LazySample.from_item(self.ids[index], lambda: self[index])
+        return file_sample(self.ids[index], self.image_path(index), self.mask_path(index), self._where)
 
     def __repr__(self) -> str:
         return (

@@ -7,6 +7,10 @@ torchvision.datasets.VOCSegmentation does, so the two give identical pixels.
 Why tv_tensors: `tv_tensors.Image` and `tv_tensors.Mask` are plain tensors with a type tag. The
 torchvision.transforms.v2 transforms read the tag and apply *one* random draw to both (the same crop
 window, the same flip), resizing the image with bilinear interpolation and the mask with nearest neighbour.
+
+Lazy fields: `LazySample` holds one sample whose image and mask are decoded only when first read, so a
+filter that looks at masks never decodes an image (`segkit.data.ops.filter_samples`), and code that needs
+images only never opens a mask file.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def load_mask(path: str | os.PathLike) -> tv_tensors.Mask:
     return tv_tensors.Mask(torch.from_numpy(read_mask(path)).to(torch.int64))
 
 
+def load_checked(loader, path: str | os.PathLike, where: str):
+    """`loader(path)` (load_image or load_mask), with `where` (the dataset and split) put in front of the
+    message of a FileNotFoundError or ValueError."""
+    try:
+        return loader(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{where}: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+
+
 def load_sample(
     image_path: str | os.PathLike, mask_path: str | os.PathLike | None, where: str
 ) -> tuple[tv_tensors.Image, tv_tensors.Mask | None]:
@@ -53,16 +68,76 @@ def load_sample(
     `mask_path` is None (a split whose labels are not available, e.g. a competition test split).
     `where` describes the dataset and split (e.g. "VOC split 'train'") and is put in every error message.
     """
-    try:
-        image = load_image(image_path)
-        mask = None if mask_path is None else load_mask(mask_path)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{where}: {err}") from err
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from err
+    image = load_checked(load_image, image_path, where)
+    mask = None if mask_path is None else load_checked(load_mask, mask_path, where)
     if mask is not None and tuple(mask.shape) != tuple(image.shape[-2:]):
         raise ValueError(
             f"{where}: image {image_path} is {image.shape[-1]}x{image.shape[-2]} (WxH) but its mask "
             f"{mask_path} is {mask.shape[-1]}x{mask.shape[-2]}; they must have the same size"
         )
     return image, mask
+
+
+class LazySample:
+    """One sample whose fields are computed the first time they are read, then kept.
+
+    sample.id: the image id (str).
+    sample.image: tv_tensors.Image, e.g. uint8 (3, H, W), computed by `image_loader()` on first read.
+    sample.mask: tv_tensors.Mask, e.g. int64 (H, W), 255 = void, computed by `mask_loader()` on first
+        read; None when `mask_loader` is None (a split without labels).
+    sample.loaded: the names of the fields computed so far (e.g. {"mask"} after a filter on masks).
+
+    A loader is a function without arguments. Datasets make their samples with `file_sample` (each field
+    from its own file) or `LazySample.from_item` (both fields from one call, when transforms must see the
+    image and the mask together).
+    """
+
+    def __init__(self, sample_id: str, image_loader, mask_loader=None):
+        self.id = sample_id
+        self._loaders = {"image": image_loader, "mask": mask_loader}
+        self._load_both = None  # set by from_item
+        self._values = {}
+
+    @classmethod
+    def from_item(cls, sample_id: str, get_item) -> LazySample:
+        """A sample whose two fields come from one call of `get_item() -> (image, mask)`, made when either
+        field is first read (for transformed samples: a random transform draws once for both)."""
+        sample = cls(sample_id, None, None)
+        sample._load_both = get_item
+        return sample
+
+    def _get(self, field: str):
+        if field not in self._values:
+            if self._load_both is not None:
+                self._values["image"], self._values["mask"] = self._load_both()
+            else:
+                loader = self._loaders[field]
+                self._values[field] = None if loader is None else loader()
+        return self._values[field]
+
+    @property
+    def image(self):
+        return self._get("image")
+
+    @property
+    def mask(self):
+        return self._get("mask")
+
+    @property
+    def loaded(self) -> set[str]:
+        return set(self._values)
+
+    def __repr__(self) -> str:
+        return f"LazySample(id={self.id!r}, loaded={sorted(self.loaded)})"
+
+
+def file_sample(
+    sample_id: str, image_path: str | os.PathLike, mask_path: str | os.PathLike | None, where: str
+) -> LazySample:
+    """A LazySample reading `image_path` and `mask_path` (None: no mask) only when each field is read.
+
+    Reading `.mask` alone never opens the image file, and reading `.image` alone never opens the mask.
+    The size check of `load_sample` needs both, so it is left to `dataset[i]`.
+    """
+    mask_loader = None if mask_path is None else (lambda: load_checked(load_mask, mask_path, where))
+    return LazySample(sample_id, lambda: load_checked(load_image, image_path, where), mask_loader)

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 from segkit import paths
-from segkit.data.masks import VOC_CLASSES
-from segkit.data.samples import load_sample
+from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
+from segkit.data.samples import LazySample, file_sample, load_checked, load_image, load_sample
 
 VOC_OFFICIAL_PAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
@@ -81,9 +81,12 @@ class VOCSegmentation:
     mask_dir: read masks from this folder (<id>.png) instead, e.g. the shapes set's test-labels/.
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void)
-    when transforms is None. Attributes: ids, classes, num_classes, split, root (the VOC2012 folder),
-    has_masks; methods image_path(i), mask_path(i).
+    when transforms is None. Attributes: ids, classes, num_classes, palette (VOC_PALETTE), split, root
+    (the VOC2012 folder), has_masks; methods image_path(i), mask_path(i), image(i) (the image alone, mask
+    never opened) and sample(i) (a LazySample: each field decoded when first read).
     """
+
+    palette = VOC_PALETTE
 
     def __init__(
         self,
@@ -138,6 +141,22 @@ class VOCSegmentation:
         if mask is None:
             return self.transforms(image), None
         return self.transforms(image, mask)
+
+    def image(self, index: int):
+        """The image of sample `index` with the transforms applied to it alone; the mask file is never
+        opened (prediction). With transforms=None: tv_tensors.Image uint8 (3, H, W)."""
+        image = load_checked(load_image, self.image_path(index), self._where)
+        return image if self.transforms is None else self.transforms(image)
+
+    def sample(self, index: int) -> LazySample:
+        """Sample `index` as a LazySample: the same values as `self[index]`, computed when first read.
+
+        Without transforms each field reads only its own file (`.mask` never decodes the image). With
+        transforms, reading either field loads both and transforms them together.
+        """
+        if self.transforms is not None:
+            return LazySample.from_item(self.ids[index], lambda: self[index])
+        return file_sample(self.ids[index], self.image_path(index), self.mask_path(index), self._where)
 
     def __repr__(self) -> str:
         masks = self.mask_dir.name if self.has_masks else "no masks"

@@ -2,7 +2,9 @@
 
 Pretrained weights are a user option: the course itself never needs them and tests never download.
 torchvision keeps its files in ``$TORCH_HOME/hub/checkpoints`` (``torch.hub.get_dir()``); smp keeps its
-encoder weights in the Hugging Face cache (``$HF_HOME/hub``). When a file is not cached we first open one TCP
+encoder weights in the Hugging Face cache (``$HF_HOME/hub``). With ``$SEGKIT_PRETRAINED`` set (see
+segkit.paths) they go to ``$SEGKIT_PRETRAINED/torch/checkpoints`` and ``$SEGKIT_PRETRAINED/huggingface``
+instead: ``torch_weights_dir()`` and ``hf_weights_dir()``. When a file is not cached we first open one TCP
 connection to the download host (a few seconds at most): offline, this fails at once, whereas the download
 libraries themselves may retry for half a minute (huggingface_hub backs off 1 + 2 + 4 + 8 + 8 s).
 """
@@ -11,16 +13,55 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from segkit import paths
 
 CONNECT_TIMEOUT_S = 5.0
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Raised when pretrained weights were asked for but are neither cached nor downloadable."""
+
+
+def torch_weights_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where torchvision's weight files are looked for and downloaded to.
+
+    root: default segkit.paths.pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/torch/checkpoints;
+    not set: torch's own cache, torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub/checkpoints).
+    """
+    root = paths.pretrained_root(root)
+    return root / "torch" / "checkpoints" if root is not None else Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def hf_weights_dir(root: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face hub cache used for smp's (and timm's) weights.
+
+    root: default segkit.paths.pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/huggingface;
+    not set: huggingface_hub's own cache ($HF_HOME/hub).
+    """
+    from huggingface_hub import constants
+
+    root = paths.pretrained_root(root)
+    return root / "huggingface" if root is not None else Path(constants.HF_HUB_CACHE)
+
+
+@contextmanager
+def hf_cache_at(folder: str | os.PathLike):
+    """Within the block, huggingface_hub downloads to and reads from `folder` (smp builds its pretrained
+    encoders with hf_hub_download, which has no folder argument of its own). Restored afterwards."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_CACHE
+    constants.HF_HUB_CACHE = str(folder)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_CACHE = before
 
 
 def network_problem(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
@@ -46,11 +87,12 @@ def torchvision_weights_state_dict(weights, what: str, instead: str) -> dict[str
         PretrainedWeightsUnavailable: offline and not cached, or the download/load failed.
     """
     filename = os.path.basename(urlparse(weights.url).path)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    folder = torch_weights_dir()
+    cached = folder / filename
     advice = (
         f"To proceed: download {weights.url} on a machine with internet access and copy it to {cached} "
-        f"(torch's cache; set TORCH_HOME to move it), or build the model with {instead} to start from "
-        "random weights."
+        f"(set SEGKIT_PRETRAINED, or TORCH_HOME, to move it), or build the model with {instead} to start "
+        "from random weights."
     )
     if not cached.is_file():
         problem = network_problem(weights.url)
@@ -59,7 +101,7 @@ def torchvision_weights_state_dict(weights, what: str, instead: str) -> dict[str
                 f"Cannot download {what}: the file is not cached and {problem}. {advice}"
             )
     try:
-        return weights.get_state_dict(progress=False)
+        return weights.get_state_dict(progress=False, model_dir=str(folder))
     except Exception as err:
         message = f"Could not get {what} from {weights.url}: {err}. {advice}"
         raise PretrainedWeightsUnavailable(message) from err
@@ -90,7 +132,8 @@ def check_smp_encoder_weights(encoder_name: str, encoder_weights: str, model_nam
         settings = offered[encoder_weights]
         where = f"Hugging Face Hub repo {settings['repo_id']}"
         cached = try_to_load_from_cache(
-            settings["repo_id"], "model.safetensors", revision=settings["revision"]
+            settings["repo_id"], "model.safetensors",
+            cache_dir=hf_weights_dir(), revision=settings["revision"]
         )
     if isinstance(cached, str):
         return
@@ -98,7 +141,8 @@ def check_smp_encoder_weights(encoder_name: str, encoder_weights: str, model_nam
     if problem is not None:
         raise PretrainedWeightsUnavailable(
             f"{model_name}: cannot download the {encoder_weights!r} weights of smp encoder {encoder_name!r} "
-            f"({where}): they are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {problem}. "
+            f"({where}): they are not in the Hugging Face cache ({hf_weights_dir()}) and {problem}. "
             "To proceed: build the model once on a machine with internet access and copy that cache folder "
-            "here (set HF_HOME to point at it), or use encoder_weights=None to start from random weights."
+            "here (set SEGKIT_PRETRAINED, or HF_HOME, to point at it), or use encoder_weights=None to start "
+            "from random weights."
         )

@@ -1,0 +1,154 @@
+"""Lazy fields: a mask is decoded only when it is used, an image only when it is used.
+
+Every file a dataset decodes goes through PIL.Image.open; the `opened` fixture counts the calls per path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from segkit.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VOCSegmentation,
+    contains_class,
+    eval_transforms,
+    filter_samples,
+    images_only,
+    make_shapes,
+    map_samples,
+    read_mask,
+    subset,
+    train_transforms,
+)
+from segkit.predict import write_submission
+
+MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root, seed=0, size=32, n_train=8, n_val=3, n_test=4)
+    return root
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Counter of PIL.Image.open calls by file path."""
+    counts: Counter = Counter()
+    real_open = Image.open
+
+    def counting_open(path, *args, **kwargs):
+        counts[Path(path) if isinstance(path, str | os.PathLike) else "a file object"] += 1
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return counts
+
+
+def by_suffix(counts: Counter) -> Counter:
+    """Opens of .jpg files (images) and of .png files (masks)."""
+    suffixes = [path.suffix for path, n in counts.items() for _ in range(n)]
+    return Counter({".jpg": suffixes.count(".jpg"), ".png": suffixes.count(".png")})
+
+
+def test_the_counter_sees_both_files_of_an_item(shapes_root, opened):
+    train = VOCSegmentation(shapes_root, "train")
+    train[0]
+    assert opened == Counter({train.image_path(0): 1, train.mask_path(0): 1})
+
+
+def test_each_field_opens_only_its_own_file_once(shapes_root, opened):
+    train = VOCSegmentation(shapes_root, "train")
+    sample = train.sample(2)
+    assert not opened and sample.loaded == set()
+    mask = sample.mask
+    assert opened == Counter({train.mask_path(2): 1}) and sample.loaded == {"mask"}
+    assert sample.mask is mask  # kept, not decoded again
+    image = sample.image
+    assert opened == Counter({train.mask_path(2): 1, train.image_path(2): 1})
+    np.testing.assert_array_equal(mask.numpy(), read_mask(train.mask_path(2)))
+    torch.testing.assert_close(image, train[2][0], rtol=0, atol=0)
+    assert sample.id == train.ids[2]
+
+
+def test_filtering_on_masks_never_decodes_an_image(shapes_root, opened):
+    train = VOCSegmentation(shapes_root, "train")
+    kept = filter_samples(subset(train, range(1, 8)), contains_class(7))
+    assert by_suffix(opened) == Counter({".jpg": 0, ".png": 7})
+    assert all(opened[train.mask_path(i)] == 1 for i in range(1, 8))
+    assert 0 < len(kept) < 7
+
+
+def test_a_transformed_sample_draws_once_for_both_fields(shapes_root, opened):
+    augmented = VOCSegmentation(shapes_root, "train", transforms=train_transforms(crop_size=24, base_size=32))
+    torch.manual_seed(5)
+    sample = augmented.sample(1)
+    mask = sample.mask  # a random crop must see the image and the mask together
+    assert sample.loaded == {"image", "mask"} and by_suffix(opened) == Counter({".jpg": 1, ".png": 1})
+    torch.manual_seed(5)
+    image, expected_mask = augmented[1]
+    torch.testing.assert_close(sample.image, image, rtol=0, atol=0)
+    torch.testing.assert_close(mask, expected_mask, rtol=0, atol=0)
+
+
+def test_image_alone_never_opens_the_mask(shapes_root, opened):
+    val = VOCSegmentation(shapes_root, "val", transforms=eval_transforms())
+    image = val.image(1)
+    assert opened == Counter({val.image_path(1): 1})
+    torch.testing.assert_close(image, val[1][0], rtol=0, atol=0)
+    mapped = map_samples(VOCSegmentation(shapes_root, "val"), eval_transforms())
+    opened.clear()
+    torch.testing.assert_close(mapped.image(1), image, rtol=0, atol=0)
+    assert opened == Counter({val.image_path(1): 1})
+
+
+def test_errors_of_a_lazy_field_name_the_dataset_and_the_file(shapes_root, tmp_path):
+    copy = shutil.copytree(shapes_root, tmp_path / "copy")
+    train = VOCSegmentation(copy, "train")
+    train.mask_path(3).write_bytes(b"not a png")
+    sample = train.sample(3)
+    assert sample.image.shape == (3, 32, 32)  # the image file is fine
+    with pytest.raises(ValueError, match=r"VOC split 'train'.*cannot read mask .*train_0003\.png"):
+        _ = sample.mask
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Conv2d(3, 21, kernel_size=1)
+
+
+@pytest.mark.parametrize("labels_present", [False, True], ids=["held-back labels", "labels on disk"])
+def test_prediction_on_the_test_split_never_opens_a_mask(shapes_root, tmp_path, opened, labels_present):
+    """write_submission reads `dataset[i][0]`: given images_only(test) it never opens a mask file, even when
+    the split's masks are on disk (here the held-back test-labels/ folder)."""
+    mask_dir = shapes_root / "test-labels" if labels_present else None
+    test = VOCSegmentation(shapes_root, "test", eval_transforms(), require_masks=False, mask_dir=mask_dir)
+    assert test.has_masks is labels_present
+    model = tiny_model()
+    out = tmp_path / "submission.zip"
+    opened.clear()
+    count = write_submission(model, images_only(test), out)
+    assert count == len(test) == 4
+    assert opened == Counter({test.image_path(i): 1 for i in range(len(test))})  # images once, no mask
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == sorted(f"{i}.png" for i in test.ids)
+        for index, image_id in enumerate(test.ids):
+            with zf.open(f"{image_id}.png") as member:
+                written = np.asarray(Image.open(member))
+            rgb = torch.from_numpy(np.array(Image.open(test.image_path(index)).convert("RGB")))
+            normalised = (rgb.permute(2, 0, 1).float() / 255 - MEAN) / STD  # by hand
+            with torch.no_grad():
+                expected = model(normalised[None]).argmax(1)[0]
+            np.testing.assert_array_equal(written, expected.numpy())

@@ -1,0 +1,226 @@
+"""segkit.data.ops: datasets made from datasets, checked item by item against the source dataset,
+by-hand computations and torch.utils.data.random_split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from segkit.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VOC_PALETTE,
+    FolderDataset,
+    VOCSegmentation,
+    concat,
+    contains_class,
+    dataset_stats,
+    eval_transforms,
+    filter_samples,
+    images_only,
+    make_shapes,
+    map_samples,
+    random_split,
+    read_mask,
+    repeat,
+    subset,
+    write_mask,
+)
+from segkit.data.ops import split_lengths
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes(root, seed=0, size=32, n_train=10, n_val=4, n_test=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def train(shapes_root):
+    return VOCSegmentation(shapes_root, "train")
+
+
+def assert_same_item(got, expected):
+    image, mask = got
+    torch.testing.assert_close(image, expected[0], rtol=0, atol=0)
+    if expected[1] is None:
+        assert mask is None
+    else:
+        torch.testing.assert_close(mask, expected[1], rtol=0, atol=0)
+
+
+def assert_keeps_source_attributes(derived, source):
+    assert derived.classes == source.classes and derived.num_classes == source.num_classes == 21
+    assert derived.palette is VOC_PALETTE
+
+
+@pytest.mark.parametrize(
+    "indices", [[3, 1, 4], slice(2, 8, 2), slice(None, None, -1), range(5), [-1, 0, 0]], ids=repr
+)
+def test_subset_is_the_chosen_items_in_order(train, indices):
+    part = subset(train, indices)
+    expected = list(range(len(train)))[indices] if isinstance(indices, slice) else list(indices)
+    expected = [i % len(train) for i in expected]
+    assert len(part) == len(expected)
+    assert part.ids == [train.ids[i] for i in expected]
+    for position, index in enumerate(expected):
+        assert_same_item(part[position], train[index])
+        assert part.image_path(position) == train.image_path(index)
+        assert part.mask_path(position) == train.mask_path(index)
+    assert_keeps_source_attributes(part, train)
+
+
+def test_subset_of_subset_points_at_the_original(train):
+    inner = subset(train, [5, 6, 7, 8])
+    outer = subset(inner, [3, 0])
+    assert outer.sources == [train]
+    assert outer.ids == [train.ids[8], train.ids[5]]
+    assert_same_item(outer[0], train[8])
+
+
+def test_subset_index_errors_name_the_index(train):
+    with pytest.raises(IndexError, match=r"index 10 out of range.*10 items"):
+        subset(train, [0, 10])
+    part = subset(train, [1, 2])
+    with pytest.raises(IndexError, match="index 2 out of range"):
+        part[2]
+
+
+@pytest.mark.parametrize("class_index", [1, 7, 15])
+def test_filter_contains_class_matches_a_scan_of_the_mask_files(train, class_index):
+    kept = filter_samples(train, contains_class(class_index))
+    by_hand = [
+        train.ids[i] for i in range(len(train)) if np.any(read_mask(train.mask_path(i)) == class_index)
+    ]
+    assert kept.ids == by_hand and 0 < len(by_hand) < len(train)
+    assert_keeps_source_attributes(kept, train)
+    # dataset_stats reads the same files through image_path/mask_path: every kept image has the class.
+    assert dataset_stats(kept).image_counts[class_index] == len(kept)
+
+
+def test_filter_on_ids_and_on_a_subset(train):
+    even = filter_samples(train, lambda sample: int(sample.id[-1]) % 2 == 0)
+    assert even.ids == [i for i in train.ids if int(i[-1]) % 2 == 0]
+    inside = filter_samples(subset(train, [9, 8, 7]), lambda sample: sample.id != train.ids[8])
+    assert inside.ids == [train.ids[9], train.ids[7]]
+    assert_same_item(inside[1], train[7])
+
+
+def test_contains_class_needs_masks(shapes_root):
+    test = VOCSegmentation(shapes_root, "test", require_masks=False)
+    with pytest.raises(ValueError, match=r"contains_class\(7\).*'test_0000' has no mask"):
+        filter_samples(test, contains_class(7))
+
+
+def test_map_equals_the_dataset_transforms_and_normalises_by_hand(shapes_root, train):
+    mapped = map_samples(train, eval_transforms())
+    with_transforms = VOCSegmentation(shapes_root, "train", transforms=eval_transforms())
+    assert len(mapped) == len(train) and mapped.ids == train.ids
+    assert_keeps_source_attributes(mapped, train)
+    for index in range(len(train)):
+        assert_same_item(mapped[index], with_transforms[index])
+    raw_image, raw_mask = train[3]
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    image, mask = mapped[3]
+    torch.testing.assert_close(image.as_subclass(torch.Tensor), (raw_image.float() / 255 - mean) / std)
+    torch.testing.assert_close(mask, raw_mask, rtol=0, atol=0)
+    torch.testing.assert_close(mapped.image(3), image, rtol=0, atol=0)
+    assert not hasattr(mapped, "image_path")  # its items are not the files' content any more
+
+
+def test_map_with_a_label_function(train):
+    merged = map_samples(train, lambda image, mask: (image, torch.where(mask == 255, 0, mask)))
+    for index in range(3):
+        _, mask = merged[index]
+        expected = read_mask(train.mask_path(index)).astype(np.int64)
+        expected[expected == 255] = 0
+        np.testing.assert_array_equal(mask.numpy(), expected)
+    # filter sees the mapped masks: no void pixel is left after the mapping
+    assert len(filter_samples(merged, contains_class(255))) == 0
+    assert len(filter_samples(train, contains_class(255))) == len(train)
+
+
+def test_concat_and_repeat(shapes_root, train):
+    val = VOCSegmentation(shapes_root, "val")
+    both = concat(train, val)
+    assert len(both) == len(train) + len(val)
+    assert both.ids == train.ids + val.ids
+    assert_same_item(both[len(train) + 1], val[1])
+    assert both.mask_path(len(train)) == val.mask_path(0)
+    assert_keeps_source_attributes(both, train)
+
+    tripled = repeat(val, 3)
+    assert len(tripled) == 3 * len(val) and tripled.ids == val.ids * 3
+    for index in range(len(tripled)):
+        assert_same_item(tripled[index], val[index % len(val)])
+    with pytest.raises(ValueError, match="positive integer"):
+        repeat(val, 0)
+
+
+def test_concat_refuses_different_classes(tmp_path, train):
+    folder = tmp_path / "mine"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image, mask = train[0]
+    from PIL import Image
+
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / "images" / "a.png")
+    write_mask(folder / "masks" / "a.png", mask)
+    two_classes = FolderDataset(folder, classes=("background", "thing"))
+    with pytest.raises(ValueError, match="different classes.*'thing'"):
+        concat(train, two_classes)
+    assert concat(FolderDataset(folder), train).ids[0] == "a"
+
+
+@pytest.mark.parametrize("lengths", [[7, 3], [0.5, 0.3, 0.2], [0.34, 0.33, 0.33], [10]])
+def test_random_split_draws_the_same_parts_as_torch(train, lengths):
+    parts = random_split(train, lengths, seed=3)
+    reference = torch.utils.data.random_split(
+        range(len(train)), lengths, generator=torch.Generator().manual_seed(3)
+    )
+    assert [len(p) for p in parts] == [len(r) for r in reference]
+    for part, ref in zip(parts, reference, strict=True):
+        assert part.ids == [train.ids[i] for i in ref.indices]
+        assert_keeps_source_attributes(part, train)
+    all_ids = [i for part in parts for i in part.ids]
+    assert sorted(all_ids) == sorted(train.ids)  # disjoint and complete
+
+
+def test_random_split_depends_on_the_seed_only(train):
+    first = [p.ids for p in random_split(train, [5, 5], seed=0)]
+    assert first == [p.ids for p in random_split(train, [5, 5], seed=0)]
+    assert first != [p.ids for p in random_split(train, [5, 5], seed=1)]
+
+
+def test_split_lengths_errors():
+    assert split_lengths(10, [0.25, 0.25, 0.5]) == [3, 2, 5]  # floors 2, 2, 5; the 1 left goes to the first
+    assert split_lengths(7, [0.3, 0.3, 0.4]) == [3, 2, 2]  # floors 2, 2, 2; 1 left
+    with pytest.raises(ValueError, match="sum to the 10 samples"):
+        split_lengths(10, [5, 4])
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_lengths(10, [0.5, 0.4])
+
+
+def test_images_only_has_no_masks(shapes_root):
+    val = VOCSegmentation(shapes_root, "val", transforms=eval_transforms())
+    images = images_only(val)
+    assert len(images) == len(val) and images.ids == val.ids and images.has_masks is False
+    assert images.image_path(2) == val.image_path(2) and images.mask_path(2) is None
+    image, mask = images[2]
+    assert mask is None
+    torch.testing.assert_close(image, val[2][0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="has no masks"):
+        dataset_stats(images)
+
+
+def test_a_dataloader_batches_a_derived_dataset(train):
+    derived = map_samples(subset(train, [4, 2, 9]), eval_transforms())
+    images, masks = next(iter(DataLoader(derived, batch_size=3)))
+    for position, index in enumerate([4, 2, 9]):
+        expected_image, expected_mask = eval_transforms()(*train[index])
+        torch.testing.assert_close(images[position], expected_image.as_subclass(torch.Tensor))
+        torch.testing.assert_close(masks[position], expected_mask.as_subclass(torch.Tensor))
