@@ -185,8 +185,10 @@ def run_dir(config: dict) -> Path:
     return paths.runs_root(run["dir"]) / run["name"]
 
 
-def build_trainer(config: dict, resume: bool = False, source: str = "config", **trainer_options):
+def build_trainer(config: dict, resume: bool | str | None = False, source: str = "config", **trainer_options):
     """A Trainer for `config`: datasets, loaders, model, loss, optimizer, schedule, run folder.
+
+    resume: False, True (= "auto") or a mode of segkit.trainer.RESUME_MODES (see the Trainer's `resume`).
 
     Fills `config["data"]["classes"]` from the training set (so the saved config and every checkpoint
     name the classes). trainer_options are passed on to Trainer (e.g. progress_bar=False, callbacks=...).

@@ -1,15 +1,16 @@
 """`segkit train`, `segkit evaluate` and `segkit predict`: the command line around a training run.
 
-    segkit train CONFIG [--set key.path=value ...] [--resume]
+    segkit train CONFIG [--set key.path=value ...] [--resume [auto|strict|best|restart]]
         -> runs/<name>/ with config.yaml, metrics.csv, last.pt, best.pt
-    segkit evaluate CHECKPOINT [--split val] [--tta] [--sliding-window] ...
+    segkit evaluate CHECKPOINT|RUN_FOLDER [--split val] [--tta] [--sliding-window] ...
         -> the per-class table, and the metrics as JSON in <checkpoint>-<split>.json
-    segkit predict CHECKPOINT [--split test] --out FILE.zip
+    segkit predict CHECKPOINT|RUN_FOLDER [--split test] --out FILE.zip
         -> a zip with one palette PNG per image, <image_id>.png
 
 torch is imported inside the handlers, so `segkit --help` stays quick.
 A checkpoint holds the resolved config, so `evaluate` and `predict` rebuild the model and the dataset
-from it; nothing else needs to be given. Registered in segkit/cli.py by `add_run_commands(subparsers)`.
+from it; nothing else needs to be given. Given a run folder instead of a file, they use its best.pt.
+Registered in segkit/cli.py by `add_run_commands(subparsers)`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ examples:
   segkit train my_experiment.yaml --set train.epochs=5 optimizer.lr=0.003
   segkit train shapes_unet --set model.options.base_channels=16 run.name=unet16
   segkit train shapes_unet --resume                        # continue runs/shapes_unet (or start it)
+  segkit train shapes_unet --resume strict                 # continue it; an error when it has no checkpoint
+  segkit train shapes_unet --resume best --set train.clip_grad_norm=1   # rewind to best.pt, go on from there
+  segkit train shapes_unet --resume restart                # move the old run to runs/shapes_unet/archive/
   segkit train voc_deeplabv3_resnet50 --print-config       # show the resolved config, do not train
 
 Every config key, with its default (--set takes the same dotted paths; values are read as YAML):
@@ -33,6 +37,7 @@ Every config key, with its default (--set takes the same dotted paths; values ar
 EVALUATE_EXAMPLES = """\
 examples:
   segkit evaluate runs/shapes_unet/best.pt                 # val split, whole images
+  segkit evaluate runs/shapes_unet                         # the same: a run folder means its best.pt
   segkit evaluate runs/shapes_unet/best.pt --tta           # + flip and scales 0.75, 1, 1.25
   segkit evaluate runs/voc/best.pt --sliding-window --scales 0.5 0.75 1 1.25 1.5 1.75 --flip
   segkit evaluate runs/voc/best.pt --window 513 --stride 341 --out results/voc_val.json
@@ -53,6 +58,8 @@ split's masks are not needed (test masks are held back).
 """
 
 TTA_SCALES = (0.75, 1.0, 1.25)
+# segkit.trainer.RESUME_MODES, written out so that `segkit --help` does not import torch (a test compares).
+RESUME_MODES = ("auto", "strict", "best", "restart")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -70,7 +77,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if trainer.is_main:
         print(f"config {source} -> run folder {trainer.run_dir}")
         saved = trainer.run_dir / "config.yaml"
-        if args.resume and saved.is_file():
+        if args.resume in ("auto", "strict", "best") and saved.is_file():
             _warn_about_changes(yaml.safe_load(saved.read_text()), config, saved)
     metrics = trainer.fit()
     if trainer.is_main:
@@ -134,7 +141,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from segkit.metrics import format_table
     from segkit.predict import evaluate_dataset
 
-    checkpoint = Path(args.checkpoint)
+    checkpoint = _checkpoint_path(args.checkpoint)
     model, config = _load(checkpoint, args)
     split = args.split or config["data"]["val_split"]
     dataset = build_dataset(config, split, train=False, source=f"{checkpoint} (config)")
@@ -173,6 +180,21 @@ def _plain(value):
     return value
 
 
+def _checkpoint_path(given: str) -> Path:
+    """A checkpoint file as given, or the best.pt of a run folder (the model of its best evaluation)."""
+    path = Path(given)
+    if not path.is_dir():
+        return path
+    best = path / "best.pt"
+    if not best.is_file():
+        others = sorted(p.name for p in path.glob("*.pt"))
+        instead = f"; give one of its checkpoints instead: {', '.join(others)}" if others else ""
+        raise FileNotFoundError(f"run folder {path} has no best.pt (written when an evaluation during "
+                                f"training improves train.best_metric){instead}")
+    print(f"run folder {path}: using its best checkpoint {best}, with the config stored in it")
+    return best
+
+
 def _load(checkpoint: Path, args: argparse.Namespace):
     from segkit.build import model_from_checkpoint
 
@@ -189,7 +211,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from segkit.build import build_dataset
     from segkit.predict import write_submission
 
-    checkpoint = Path(args.checkpoint)
+    checkpoint = _checkpoint_path(args.checkpoint)
     model, config = _load(checkpoint, args)
     split = args.split or config["data"]["test_split"]
     dataset = build_dataset(config, split, train=False, require_masks=False, source=f"{checkpoint} (config)")
@@ -231,19 +253,25 @@ def add_run_commands(subparsers) -> None:
     train.add_argument("config", help="a YAML file, or the name of a shipped config")
     train.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="override config keys, e.g. --set train.epochs=5 data.batch_size=4")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in the run folder from last.pt (start it when it has none); "
-                            "without it a folder that holds checkpoints is refused")
+    train.add_argument("--resume", nargs="?", const="auto", choices=RESUME_MODES, metavar="MODE",
+                       help="what to do with a run folder that already holds a run (without --resume it is "
+                            "refused). auto (a bare --resume): continue from last.pt, or start the run when "
+                            "there is no checkpoint; strict: continue, and fail when there is none; best: "
+                            "rewind to best.pt and continue from there (later checkpoints are moved to "
+                            "<run folder>/archive/<date-time>/); restart: move the old run to "
+                            "<run folder>/archive/<date-time>/ and start again. Write it after CONFIG")
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved config (defaults filled in) and exit")
     train.set_defaults(func=_run_train)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="metrics of a checkpoint on a split (per-class table + JSON)", formatter_class=raw,
-        description="Evaluate a checkpoint written by `segkit train` on a split of its dataset.",
+        description="Evaluate a checkpoint written by `segkit train` (or the best.pt of a run folder) on a "
+                    "split of its dataset, with the config stored in the checkpoint.",
         epilog=EVALUATE_EXAMPLES,
     )
-    evaluate.add_argument("checkpoint", help="a .pt file written by segkit train (best.pt, last.pt, ...)")
+    evaluate.add_argument("checkpoint", help="a .pt file written by segkit train (best.pt, last.pt, ...), or "
+                                             "a run folder (its best.pt)")
     evaluate.add_argument("--split", help="split to evaluate (default: the config's data.val_split)")
     evaluate.add_argument("--out", help="JSON file for the metrics (default: next to the checkpoint)")
     evaluate.add_argument("--batch-size", type=int, help="images per batch (default: data.eval_batch_size)")
@@ -255,7 +283,8 @@ def add_run_commands(subparsers) -> None:
         description="Predict every image of a split and write the masks as a zip of palette PNGs.",
         epilog=PREDICT_EXAMPLES,
     )
-    predict.add_argument("checkpoint", help="a .pt file written by segkit train")
+    predict.add_argument("checkpoint",
+                         help="a .pt file written by segkit train, or a run folder (its best.pt)")
     predict.add_argument("--split", help="split to predict (default: the config's data.test_split)")
     predict.add_argument("--out", help="zip file to write (default: submission-<split>.zip next to the "
                                        "checkpoint)")

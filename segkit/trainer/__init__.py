@@ -2,7 +2,7 @@
 
     trainer.py      Trainer: fit / evaluate / predict, train_one_epoch, eval_one_epoch
     callbacks.py    Callback events and the built-ins (progress bar, CSV, TensorBoard, checkpoints, ...)
-    checkpoint.py   atomic saves, weights_only loads, RNG states as tensors
+    checkpoint.py   atomic saves, weights_only loads, RNG states as tensors, archived run folders
     data_order.py   seeded, resumable, sharded data order (why the Trainer re-creates DataLoaders)
     distributed.py  torchrun environment, process group, rank-0-only writes
 """
@@ -17,6 +17,7 @@ from .callbacks import (
     TensorBoardLogger,
 )
 from .checkpoint import (
+    archive_run_folder,
     atomic_save,
     capture_rng_state,
     find_resume_checkpoint,
@@ -24,7 +25,7 @@ from .checkpoint import (
     restore_rng_state,
 )
 from .distributed import cleanup_distributed, dist_info_from_env, init_distributed
-from .trainer import NonFiniteLossError, Trainer, logits_of
+from .trainer import RESUME_MODES, NonFiniteLossError, Trainer, logits_of
 
 __all__ = [
     "Callback",
@@ -33,9 +34,11 @@ __all__ = [
     "EarlyStopping",
     "MetricsTable",
     "NonFiniteLossError",
+    "RESUME_MODES",
     "ProgressBar",
     "TensorBoardLogger",
     "Trainer",
+    "archive_run_folder",
     "atomic_save",
     "capture_rng_state",
     "cleanup_distributed",

@@ -10,6 +10,10 @@ A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Two 
    loads with `torch.load(weights_only=True)`, which refuses to run arbitrary pickled code. (It is still no
    sandbox: never load a `.pt` file you did not write yourself.) That is why random-number-generator states
    are converted to tensors and lists here instead of being pickled as numpy objects.
+
+Run folders are never emptied: `archive_run_folder` (resume="restart") and `set_aside_after_best`
+(resume="best") *move* what they replace into `<run folder>/archive/<date-time>/` (a rename: the same bytes,
+no copy of large files), so an archived run can still be evaluated or compared.
 """
 
 from __future__ import annotations
@@ -17,16 +21,30 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 TEMP_SUFFIX = ".tmp"
+ARCHIVE_FOLDER = "archive"
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
     """`torch.save(obj, path)` so that `path` always holds a complete file (old or new, never partial)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy the file `source` to `path` with the same guarantee as `atomic_save`."""
+    with open(source, "rb") as original:
+        return atomic_write(path, lambda f: shutil.copyfileobj(original, f))
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call `write(f)` on a temporary file next to `path`, fsync it, then rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique hidden name in the same folder (os.replace is atomic only within one file system);
@@ -35,7 +53,7 @@ def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -103,6 +121,64 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict]:
             errors.append(str(error))
             print(f"warning: skipping {path}: it cannot be loaded")
     raise FileNotFoundError(f"no loadable checkpoint (last.pt, step-*.pt) in {run_dir}: " + "; ".join(errors))
+
+
+def step_of(history_file: Path) -> int | None:
+    """The step number in a history file name, `step-00001234.pt` -> 1234 (None for other names)."""
+    digits = history_file.stem.removeprefix("step-")
+    return int(digits) if digits.isdigit() else None
+
+
+def new_archive_folder(run_dir: str | os.PathLike) -> Path:
+    """Create and return `run_dir/archive/<date-time>/` (with -2, -3, ... when that name is taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = Path(run_dir) / ARCHIVE_FOLDER / stamp
+    number = 1
+    while folder.exists():
+        number += 1
+        folder = folder.with_name(f"{stamp}-{number}")
+    folder.mkdir(parents=True)
+    return folder
+
+
+def archive_run_folder(run_dir: str | os.PathLike) -> Path | None:
+    """Move everything in `run_dir` (except its archive/ folder) into a new `run_dir/archive/<date-time>/`.
+
+    Used by resume="restart". Every file keeps its bytes (it is renamed, not copied or rewritten), and
+    the archived folder is a complete run folder again (config.yaml, metrics.csv, last.pt, best.pt, ...).
+    Returns the archive folder, or None when there was nothing to move.
+    """
+    run_dir = Path(run_dir)
+    entries = sorted(p for p in run_dir.iterdir() if p.name != ARCHIVE_FOLDER) if run_dir.is_dir() else []
+    if not entries:
+        return None
+    archive = new_archive_folder(run_dir)
+    for entry in entries:
+        entry.rename(archive / entry.name)
+    fsync_directory(run_dir)
+    return archive
+
+
+def set_aside_after_best(run_dir: str | os.PathLike, best_step: int) -> Path:
+    """Prepare `run_dir` to continue from its best.pt (resume="best"); returns the archive folder.
+
+    What was written after best.pt belongs to a continuation that is being abandoned. It is kept in a
+    new `run_dir/archive/<date-time>/`: last.pt and the history files of later steps (`step > best_step`)
+    are moved there, and the other files (metrics.csv, config.yaml, ...) are copied there before the
+    resumed run changes them (it drops metrics.csv's rows after the best epoch). Then last.pt becomes a
+    copy of best.pt, so a continuation that is interrupted before its first save resumes from best.pt.
+    """
+    run_dir = Path(run_dir)
+    archive = new_archive_folder(run_dir)
+    later = [p for p in run_dir.glob("step-*.pt") if (step_of(p) or 0) > best_step]
+    for path in [run_dir / "last.pt", *later]:
+        if path.is_file():
+            path.rename(archive / path.name)
+    for path in sorted(run_dir.iterdir()):
+        if path.is_file() and path.suffix != ".pt":
+            shutil.copy2(path, archive / path.name)
+    atomic_copy(run_dir / "best.pt", run_dir / "last.pt")
+    return archive
 
 
 # ---------------------------------------------------------------------------------------------------------

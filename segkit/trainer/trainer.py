@@ -47,16 +47,20 @@ from .callbacks import (
     tensorboard_available,
 )
 from .checkpoint import (
+    archive_run_folder,
     capture_rng_state,
     existing_checkpoints,
     find_resume_checkpoint,
+    load_checkpoint,
     remove_stale_temp_files,
     restore_rng_state,
+    set_aside_after_best,
 )
 from .data_order import seeded_train_loader, sharded_eval_loader
 
 CHECKPOINT_FORMAT = 1
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+RESUME_MODES = ("auto", "strict", "best", "restart")  # see `resume` in the Trainer docstring
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,8 +107,16 @@ class Trainer:
         keep_last_k: history checkpoints step-XXXXXXXX.pt kept (0: only last.pt and best.pt).
         best_metric, best_mode: validation metric choosing best.pt ("miou", "max").
         seed: seeds the data order, the augmentations and, for a fresh run, torch/random/numpy.
-        resume: continue from the run folder's last checkpoint (start fresh when it has none). Without
-            it, a run folder that holds checkpoints is refused.
+        resume: what to do with what the run folder already holds (True means "auto"):
+            False / None  refuse a folder that holds checkpoints (FileExistsError): never overwrite a run.
+            "auto"        continue from last.pt (else the newest loadable step-*.pt); start fresh when the
+                          folder has no checkpoint.
+            "strict"      the same, but a folder without a checkpoint is an error (a mistyped run name
+                          does not silently start a new run).
+            "best"        continue from best.pt instead: rewind the run to its best evaluation (weights,
+                          optimizer, schedule, position, RNGs) and train on from there. Later checkpoints
+                          are moved to run_dir/archive/<date-time>/ (see `start_run`).
+            "restart"     move everything in the folder to run_dir/archive/<date-time>/, start fresh.
         sync_batchnorm: under DDP, convert BatchNorm layers to SyncBatchNorm.
         config: the resolved configuration (plain dict), saved as config.yaml and in every checkpoint.
         callbacks: extra `Callback`s, run after the built-in ones.
@@ -138,7 +150,7 @@ class Trainer:
         best_metric: str = "miou",
         best_mode: str = "max",
         seed: int = 0,
-        resume: bool = False,
+        resume: bool | str | None = False,
         sync_batchnorm: bool = False,
         ignore_index: int = 255,
         config: dict | None = None,
@@ -160,7 +172,7 @@ class Trainer:
         self.micro_batch_size = micro_batch_size
         self.limit_batches = limit_batches
         self.seed = seed
-        self.resume = resume
+        self.resume = resume_mode(resume)  # None or one of RESUME_MODES
         self.ignore_index = ignore_index
         self.config = config if config is not None else {}
 
@@ -484,23 +496,58 @@ class Trainer:
         restore_rng_state(state["rng"][self.dist.rank])
 
     def start_run(self) -> None:
-        """Prepare the run folder: refuse to overwrite, resume from the last checkpoint, or start fresh."""
-        existing = existing_checkpoints(self.run_dir)
-        if existing and not self.resume:
+        """Prepare the run folder as `resume` says (see the class docstring); restore a checkpoint or seed.
+
+        Resuming from best.pt ("best") is resuming from a checkpoint written in the middle of an epoch's
+        end: the run continues exactly as if it had been stopped right after its best evaluation. That
+        evaluation and the epoch end run again (same weights: same metrics; metrics.csv gets that epoch's
+        row back), then training goes on with the optimizer, schedule, data order and RNG states of that
+        moment. With nothing changed a deterministic run therefore repeats its later epochs; the point is
+        to change something first (more epochs, clip_grad_norm after a divergence, ...). Nothing that came
+        after best.pt is lost: `set_aside_after_best` moves it to run_dir/archive/<date-time>/.
+        """
+        mode, run_dir = self.resume, self.run_dir
+        existing = existing_checkpoints(run_dir)
+        if existing and mode is None:
             raise FileExistsError(
-                f"run folder {self.run_dir} already holds checkpoints "
+                f"run folder {run_dir} already holds checkpoints "
                 f"({', '.join(p.name for p in existing)}); pass resume=True (segkit train ... --resume) "
-                "to continue that run, or choose a new run folder"
+                "to continue that run, resume='restart' (--resume restart) to archive it and start again, "
+                "or choose a new run folder"
             )
+        if mode == "strict" and not existing:
+            where = "is empty" if run_dir.is_dir() else "does not exist"
+            raise FileNotFoundError(
+                f"resume='strict': nothing to resume in run folder {run_dir}: it {where} (looked for "
+                "last.pt and step-*.pt). Check the run name, or use resume='auto' to start the run"
+            )
+        # Load (and check) the checkpoint before anything in the folder changes.
+        path = state = None
+        if mode == "best":
+            path = run_dir / "best.pt"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"resume='best': run folder {run_dir} has no best.pt (it is written when an evaluation "
+                    "during training improves the best metric; a run without a val_loader has none)"
+                )
+            state = load_checkpoint(path)
+        elif existing and mode != "restart":
+            path, state = find_resume_checkpoint(run_dir)
+        if state is not None:
+            self.load_state(state, source=str(path))
         distributed.barrier()  # nobody writes before every process has looked at the folder
         if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(self.run_dir)
-        if existing:
-            path, state = find_resume_checkpoint(self.run_dir)
-            self.load_state(state, source=str(path))
+            if mode == "restart" and (archive := archive_run_folder(run_dir)) is not None:
+                print(f"restarting {run_dir}: the previous run was moved to {archive}")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(run_dir)
+            if mode == "best":
+                archive = set_aside_after_best(run_dir, state["step"])
+                print(f"rewinding {run_dir} to best.pt (step {state['step']}): the later checkpoints were "
+                      f"moved to {archive}, with a copy of the logs")
+        if state is not None:
             if self.is_main:
-                print(f"resuming {self.run_dir} from {path.name}: epoch {self.epoch}, step {self.step}")
+                print(f"resuming {run_dir} from {path.name}: epoch {self.epoch}, step {self.step}")
             return
         torch.manual_seed(self.seed + self.dist.rank)  # a fresh run: seed every global RNG
         random.seed(self.seed + self.dist.rank)
@@ -511,7 +558,7 @@ class Trainer:
             except yaml.YAMLError as error:
                 raise TypeError(f"config must hold only plain types (dict, list, str, numbers): {error}") \
                     from None
-            (self.run_dir / "config.yaml").write_text(text)
+            (run_dir / "config.yaml").write_text(text)
 
     # ----------------------------------------------------------------------------------------- helpers
 
@@ -553,6 +600,18 @@ def iter_limited(loader, num_batches: int):
         if index >= num_batches:
             return
         yield batch
+
+
+def resume_mode(resume) -> str | None:
+    """The `resume` option as None (a new run) or one of RESUME_MODES; True means "auto"."""
+    if resume is None or resume is False:
+        return None
+    if resume is True:
+        return "auto"
+    if isinstance(resume, str) and resume in RESUME_MODES:
+        return resume
+    raise ValueError(f"Trainer option resume must be False or None (a new run), True (= 'auto') or one of "
+                     f"{', '.join(repr(m) for m in RESUME_MODES)}; got {resume!r}")
 
 
 def check_options(num_classes, class_names, epochs, amp, grad_accum_steps, clip_grad_norm, micro_batch_size,
