@@ -2,6 +2,7 @@
 
     from segkit.hooks import capture_outputs, module_names
 
+    model = build_model("deeplabv3", backbone="resnet18", output_stride=16).eval()
     module_names(model, depth=2)            # ['backbone', 'backbone.conv1', ..., 'aspp', 'aspp.atrous', ...]
     with capture_outputs(model, ["backbone.layer4", "aspp.atrous.0"]) as outputs:
         logits = model(images)
