@@ -19,9 +19,11 @@ and over classes:
     fw_iou              = sum_c share_c * IoU_c,  share_c = sum_j M[c, j] / sum(M)  (frequency-weighted)
 
 Other libraries treat undefined classes differently, which matters whenever a class is missing:
-torchmetrics' MulticlassJaccardIndex/Precision/Recall return 0 for a 0/0 class (zero_division=0) and so
-pull the mean down; segmentation_models_pytorch's iou_score returns 1.0 (zero_division=1) and pushes it
-up; torchvision's reference takes a plain mean, which becomes NaN. segkit leaves such classes out.
+torchmetrics (1.9) reports 0 for a 0/0 class with average="none" (zero_division=0), and its macro
+precision/recall count those zeros in the mean; its macro MulticlassJaccardIndex, however, leaves classes
+with an empty union out and so equals segkit's miou. segmentation_models_pytorch's iou_score gives such a
+class 1.0 (zero_division=1) and pushes the mean up; torchvision's reference takes a plain mean, which
+becomes NaN. segkit leaves such classes out everywhere.
 
 Metrics are accumulated over the dataset, never averaged per image.
 """
@@ -58,6 +60,9 @@ class ConfusionMatrix:
             )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+        # Largest valid target value; the flat index C * target + pred is then at most C * largest + C - 1.
+        self.largest_target = num_classes - 1 if ignore_index is None else ignore_index
+        self.index_dtype = _smallest_int_dtype(num_classes * self.largest_target + num_classes - 1)
         self.follow_inputs = device is None
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
@@ -68,8 +73,9 @@ class ConfusionMatrix:
         target: (N, H, W) integer labels in [0, C) or ignore_index.
         Any shape works as long as pred labels and target have the same shape.
 
-        Computed as one bincount of the flat index C * target + pred, in int64, on the tensors' device
-        (torchvision's recipe, without its boolean mask: see the comments below).
+        Computed as one bincount of the flat index C * target + pred, on the tensors' device, in the
+        smallest integer dtype that holds every index (int16 for VOC's 21 classes and void 255): torchvision's
+        recipe, without its boolean mask and its int64 (see the comments below).
         """
         C = self.num_classes
         if pred.is_floating_point() and pred.dim() == target.dim() + 1:
@@ -92,25 +98,28 @@ class ConfusionMatrix:
         if target.numel() == 0:
             return
 
-        # Cheap range check: one min/max over all predictions. Only when it fails: the exact check (valid
+        # Cheap range checks: one min/max over each tensor. Only when one fails: the exact check (valid
         # pixels only) with its error message; predictions out of range at void pixels are allowed (say,
         # the ground truth itself) and are set to 0, in a copy, so that they cannot reach a class bin.
         pred_min, pred_max = torch.aminmax(pred)
         if pred_min.item() < 0 or pred_max.item() >= C:
             self._raise_for_bad_values(pred, target)
             pred = pred.masked_fill(target == self.ignore_index, 0)
+        # A target below 0 or above the void value raises here; one between the classes and the void value
+        # (C <= t < ignore_index) passes this check and is caught in the bincount below.
+        target_min, target_max = torch.aminmax(target)
+        if target_min.item() < 0 or target_max.item() > self.largest_target:
+            self._raise_for_bad_values(pred, target)
 
-        # Flat index C * target + pred (a new int64 tensor): bin C * t + p counts truth t predicted as p.
+        # Flat index C * target + pred: bin C * t + p counts truth t predicted as p. Both are now known to
+        # be in range, so the index fits self.index_dtype (int16 for VOC): a narrower index is less memory
+        # to write and to read back, and bincount counts int16 faster than int64 (same counts).
         # Void pixels (t = ignore_index >= C) land on bins C * ignore_index + p, past the C * C bins we
         # keep, so they need no mask: no boolean selection copies the valid pixels out.
-        flat = torch.add(pred, target.to(torch.int64), alpha=C)
-        # With every prediction in [0, C), a bad target value shows up as a flat index < 0, past the void
-        # bins, or in the gap between the C * C class bins and the void bins.
-        end = C * C if self.ignore_index is None else C * self.ignore_index + C
-        flat_min, flat_max = torch.aminmax(flat)
-        if flat_min.item() < 0 or flat_max.item() >= end:
-            self._raise_for_bad_values(pred, target)
+        flat = torch.add(pred.to(self.index_dtype), target.to(self.index_dtype), alpha=C)
         counts = torch.bincount(flat.reshape(-1), minlength=C * C)
+        # A target value between the classes and the void value lands in the gap between the C * C class
+        # bins and the void bins.
         if self.ignore_index is not None and counts[C * C : C * self.ignore_index].any().item():
             self._raise_for_bad_values(pred, target)
         counts = counts[: C * C].view(C, C)
@@ -212,6 +221,14 @@ class ConfusionMatrix:
             "mean_class_accuracy": recall.nanmean().item(),
             "fw_iou": fw_iou,
         }
+
+
+def _smallest_int_dtype(largest: int) -> torch.dtype:
+    """int16, int32 or int64: the narrowest signed integer dtype that holds 0..largest."""
+    for dtype in (torch.int16, torch.int32):
+        if largest <= torch.iinfo(dtype).max:
+            return dtype
+    return torch.int64
 
 
 def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
