@@ -9,7 +9,7 @@ SHAPES ?= data/shapes
 .PHONY: demo test lint setup student clean-data help
 
 help:
-	@echo "make demo   - generate the small 'shapes' dataset (if missing) and print its statistics"
+	@echo "make demo   - shapes dataset (if missing) + statistics, train the small UNet, evaluate, write a submission"
 	@echo "make test   - lint with ruff and run the test suite (notebooks in quick mode)"
 	@echo "make setup  - only install the environment (.venv) from uv.lock"
 	@echo "make student - write student copies of the notebooks (solutions stubbed) to student/notebooks/"
