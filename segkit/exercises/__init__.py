@@ -8,7 +8,7 @@ s01.py ...   the exercises of each session, registered when their module is impo
 """
 
 # Importing a session module registers its exercises.
-from segkit.exercises import s01, s02, s03, s04, s05, s06, s07, s08, s09  # noqa: F401
+from segkit.exercises import s01, s02, s03, s04, s05, s06, s07, s08, s08b, s09  # noqa: F401
 from segkit.exercises.checker import EXERCISES, Exercise, allclose, check, get_exercise, register
 
 __all__ = ["EXERCISES", "Exercise", "allclose", "check", "get_exercise", "register"]
