@@ -40,6 +40,7 @@ FIGURE_MODULES: list[str] = [
     "figures_s06",
     "figures_s07",
     "figures_s08",
+    "figures_s08b",
     "figures_s09",
 ]
 
