@@ -21,7 +21,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 LECTURES_DIR = REPO / "lectures"
-LECTURES = sorted(LECTURES_DIR.glob("[0-9][0-9]_*.md"))
+LECTURES = sorted(LECTURES_DIR.glob("[0-9][0-9]*_*.md"))  # 01_..., 08b_...
 
 CODE_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
