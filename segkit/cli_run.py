@@ -209,6 +209,7 @@ def _load(checkpoint: Path, args: argparse.Namespace):
 
 def _run_predict(args: argparse.Namespace) -> int:
     from segkit.build import build_dataset
+    from segkit.data import images_only
     from segkit.predict import write_submission
 
     checkpoint = _checkpoint_path(args.checkpoint)
@@ -218,7 +219,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     options = _predict_options(args, config)
     out = Path(args.out) if args.out else checkpoint.with_name(f"submission-{split}.zip")
     print(f"predicting {len(dataset)} images of split {split!r} with {checkpoint} ({_describe(options)})")
-    count = write_submission(model, dataset, out, **options)
+    # images_only: the masks of a labelled split are never decoded for a prediction.
+    count = write_submission(model, images_only(dataset), out, **options)
     print(f"wrote {count} masks to {out}")
     return 0
 

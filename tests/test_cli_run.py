@@ -184,3 +184,24 @@ def test_every_command_has_help_with_examples(command, capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and f"segkit {command} " in text
+
+
+def test_predict_on_a_labelled_split_never_opens_a_mask(run, tmp_path, monkeypatch):
+    """`segkit predict --split val` reads the images only: the val masks on disk are never opened."""
+    import PIL.Image
+
+    opened = []
+    real_open = PIL.Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    out = tmp_path / "val.zip"
+    assert main(["predict", str(run["run_dir"] / "last.pt"), "--split", "val", "--out", str(out)]) == 0
+    val_set = VOCSegmentation(run["root"], "val")
+    mask_paths = {str(val_set.mask_path(i)) for i in range(len(val_set))}
+    image_paths = {str(val_set.image_path(i)) for i in range(len(val_set))}
+    assert not mask_paths & set(opened), "a mask file was opened for a prediction"
+    assert image_paths <= set(opened)  # the counter does see the files that are read

@@ -26,6 +26,8 @@ from .backbones import RESNETS
 from .pretrained import (
     PretrainedWeightsUnavailable,
     check_smp_encoder_weights,
+    hf_cache_at,
+    hf_weights_dir,
     torchvision_weights_state_dict,
 )
 
@@ -199,9 +201,10 @@ def smp_model(
     if encoder_weights is not None:  # fail fast offline, before smp's download retries
         check_smp_encoder_weights(encoder_name, encoder_weights, name)
     try:
-        model = architecture(
-            encoder_name=encoder_name, encoder_weights=encoder_weights, classes=num_classes, **options
-        )
+        with hf_cache_at(hf_weights_dir()):  # smp's download goes to $SEGKIT_PRETRAINED when it is set
+            model = architecture(
+                encoder_name=encoder_name, encoder_weights=encoder_weights, classes=num_classes, **options
+            )
     except OSError as err:  # download problems (huggingface_hub errors are OSErrors)
         if encoder_weights is None:
             raise
