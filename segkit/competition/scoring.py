@@ -90,7 +90,7 @@ def summarise(metrics: dict) -> dict:
 def add_image(matrix: ConfusionMatrix, prediction: np.ndarray, truth: np.ndarray) -> None:
     """Count one image into the confusion matrix.  prediction, truth: (H, W) uint8 (truth 255 = void).
 
-    torch.from_numpy shares the arrays' memory (no copy); the matrix widens them to int64 itself.
+    torch.from_numpy shares the arrays' memory (no copy); the matrix builds its int16 index from them.
     """
     matrix.update(torch.from_numpy(prediction)[None], torch.from_numpy(truth)[None])
 
