@@ -40,14 +40,6 @@ from segkit.search.autodeeplab.network import resize
 STRIDES = (4, 8, 16, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest on one thread on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randomize_batchnorm(module: nn.Module, seed: int = 0) -> None:
     """Non-trivial BatchNorm scales, shifts and running statistics, so that they matter in comparisons."""

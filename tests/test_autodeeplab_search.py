@@ -26,14 +26,6 @@ from segkit.search.autodeeplab import (
 from segkit.trainer import Callback, Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class RandomSegmentation(Dataset):
     """``n`` random images (3, size, size) with random masks of ``num_classes`` classes (unique per image)."""
 

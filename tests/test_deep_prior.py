@@ -46,14 +46,6 @@ from segkit.trainer import Trainer
 ARCH = "[C(8,3,1,1,0), P(2,2), C(8,3,1,1,1), C(12,1,1,0,1)]"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread: small tensors gain nothing from two, and a busy shared CPU makes OpenMP threads wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory):

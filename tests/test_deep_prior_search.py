@@ -10,7 +10,6 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
 
 from segkit.cli import main
 from segkit.data import make_shapes
@@ -44,13 +43,6 @@ TINY = SearchSpace(conv_features=(4, 8), conv_kernels=(1, 3), conv_skips=(0, 1),
 SMALL = SearchSpace(conv_features=(4,), conv_kernels=(1, 3), conv_skips=(0,), pools=((2, 2), (8, 8)),
                     max_layers=2)  # 4 + 4 * 3 + 2 * 2 = 20 archs: repeats are certain
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,6 @@ from segkit.models import build_model, count_parameters
 from segkit.models.encdec import EncDec, make_layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waiting on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def conv_params(in_channels, out_channels, kh, kw, bias=False):
     return in_channels * out_channels * kh * kw + (out_channels if bias else 0)
 

@@ -20,13 +20,6 @@ TINY = ["data.crop_size=32", "data.base_size=32", "data.batch_size=4", "data.eva
         "train.print_table=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -12,14 +12,6 @@ from segkit.hooks import capture_outputs, module_names
 from segkit.models import UNet, build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def deeplab():
     """A small DeepLabV3 (ResNet-18, output stride 16) with an aux head, in eval mode, random weights."""

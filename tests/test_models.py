@@ -33,14 +33,6 @@ SMALL_OPTIONS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread avoids OpenMP spin-waiting on a busy shared CPU (small inputs gain nothing from two)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def test_registry_is_a_plain_dict_of_constructors():
     assert type(MODELS) is dict

@@ -21,14 +21,6 @@ PUBLISHED_PARAMS_WITHOUT_AUX = 39_638_869
 PUBLISHED_PARAMS_WITH_AUX = 42_004_074
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread avoids OpenMP spin-waiting on a busy shared CPU (small inputs gain nothing from two)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _randomise_batch_norms(model: torch.nn.Module, seed: int = 0) -> None:
     """Non-trivial running statistics and affine parameters, so that loading them wrongly shows."""

@@ -14,14 +14,6 @@ UNET_PARAMS_TRANSPOSED = 31_038_933
 UNET_PARAMS_BILINEAR = 17_264_277
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread avoids OpenMP spin-waiting on a busy shared CPU (100x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.mark.parametrize(
     ("upsampling", "expected"), [("transposed", UNET_PARAMS_TRANSPOSED), ("bilinear", UNET_PARAMS_BILINEAR)]

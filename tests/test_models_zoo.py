@@ -13,15 +13,6 @@ from segkit.models import build_model, count_parameters
 from segkit.models.zoo import SMP_ARCHITECTURES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread avoids OpenMP spin-waiting on a busy shared CPU (small inputs gain nothing from two)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _randomise_batch_norms(model: torch.nn.Module, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():

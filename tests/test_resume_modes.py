@@ -22,13 +22,6 @@ from segkit.trainer import RESUME_MODES, Callback, Trainer, load_checkpoint
 CE = nn.CrossEntropyLoss(ignore_index=255)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def unlearning_loss(output, target):
     """Minus the cross-entropy: gradient *ascent* on the labels, so the run gets worse."""

@@ -33,14 +33,6 @@ from segkit.trainer import (
 CE = nn.CrossEntropyLoss(ignore_index=255)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny convolutions run fastest on one thread (two threads contend on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_net(num_classes: int = 3, seed: int = 0) -> nn.Module:
     """Conv net without BatchNorm or dropout: its update does not depend on how a batch is split."""
