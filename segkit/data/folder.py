@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import LazySample, file_sample, load_checked, load_image, load_sample
+from segkit.data.samples import FileDataset, load_sample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -39,7 +39,7 @@ def _names(stems: list[str]) -> str:
     return ", ".join(stems[:10]) + (f", ... ({len(stems)} in all)" if len(stems) > 10 else "")
 
 
-class FolderDataset:
+class FolderDataset(FileDataset):
     """Images and masks paired by file stem, in the "images+masks" or "data+labels" layout.
 
     root: the dataset folder. split: None for "images+masks" (point root at one split's folder); the
@@ -137,22 +137,6 @@ class FolderDataset:
         if self.transforms is None:
             return image, mask
         return self.transforms(image, mask)
-
-    def image(self, index: int):
-        """The image of sample `index` with the transforms applied to it alone; the mask file is never
-        opened (prediction). With transforms=None: tv_tensors.Image uint8 (3, H, W)."""
-        image = load_checked(load_image, self.image_path(index), self._where)
-        return image if self.transforms is None else self.transforms(image)
-
-    def sample(self, index: int) -> LazySample:
-        """Sample `index` as a LazySample: the same values as `self[index]`, computed when first read.
-
-        Without transforms each field reads only its own file (`.mask` never decodes the image). With
-        transforms, reading either field loads both and transforms them together.
-        """
-        if self.transforms is not None:
-            return LazySample.from_item(self.ids[index], lambda: self[index])
-        return file_sample(self.ids[index], self.image_path(index), self.mask_path(index), self._where)
 
     def __repr__(self) -> str:
         return (

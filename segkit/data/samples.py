@@ -141,3 +141,27 @@ def file_sample(
     """
     mask_loader = None if mask_path is None else (lambda: load_checked(load_mask, mask_path, where))
     return LazySample(sample_id, lambda: load_checked(load_image, image_path, where), mask_loader)
+
+
+class FileDataset:
+    """What VOCSegmentation and FolderDataset share: reading one image, or a lazy sample, from files.
+
+    A subclass provides `ids`, `transforms`, `image_path(i)`, `mask_path(i)`, `__getitem__` and `_where`
+    (the dataset and split named in error messages).
+    """
+
+    def image(self, index: int):
+        """The image of sample `index` with the transforms applied to it alone; the mask file is never
+        opened (prediction). With transforms=None: tv_tensors.Image uint8 (3, H, W)."""
+        image = load_checked(load_image, self.image_path(index), self._where)
+        return image if self.transforms is None else self.transforms(image)
+
+    def sample(self, index: int) -> LazySample:
+        """Sample `index` as a LazySample: the same values as `self[index]`, computed when first read.
+
+        Without transforms each field reads only its own file (`.mask` never decodes the image). With
+        transforms, reading either field loads both and transforms them together.
+        """
+        if self.transforms is not None:
+            return LazySample.from_item(self.ids[index], lambda: self[index])
+        return file_sample(self.ids[index], self.image_path(index), self.mask_path(index), self._where)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from segkit import paths
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import LazySample, file_sample, load_checked, load_image, load_sample
+from segkit.data.samples import FileDataset, load_sample
 
 VOC_OFFICIAL_PAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
@@ -67,7 +67,7 @@ def available_splits(voc_root: Path) -> list[str]:
     return sorted(p.stem for p in (voc_root / "ImageSets" / "Segmentation").glob("*.txt"))
 
 
-class VOCSegmentation:
+class VOCSegmentation(FileDataset):
     """A split of a dataset in the VOC-2012 layout.
 
     root: the folder holding VOCdevkit, the VOCdevkit folder or the VOC2012 folder; None = data_root().
@@ -141,22 +141,6 @@ class VOCSegmentation:
         if mask is None:
             return self.transforms(image), None
         return self.transforms(image, mask)
-
-    def image(self, index: int):
-        """The image of sample `index` with the transforms applied to it alone; the mask file is never
-        opened (prediction). With transforms=None: tv_tensors.Image uint8 (3, H, W)."""
-        image = load_checked(load_image, self.image_path(index), self._where)
-        return image if self.transforms is None else self.transforms(image)
-
-    def sample(self, index: int) -> LazySample:
-        """Sample `index` as a LazySample: the same values as `self[index]`, computed when first read.
-
-        Without transforms each field reads only its own file (`.mask` never decodes the image). With
-        transforms, reading either field loads both and transforms them together.
-        """
-        if self.transforms is not None:
-            return LazySample.from_item(self.ids[index], lambda: self[index])
-        return file_sample(self.ids[index], self.image_path(index), self.mask_path(index), self._where)
 
     def __repr__(self) -> str:
         masks = self.mask_dir.name if self.has_masks else "no masks"
