@@ -1,7 +1,7 @@
 """From a resolved config (segkit.config) to the parts of a training run, one small function per part.
 
     config = load_config("shapes_unet")
-    train_set = build_dataset(config, "train")        # data.dataset, data.root, augmentation
+    train_set = build_dataset(config, "train")        # data.dataset, data.root, augmentation, data.cache
     model = model_from_config(config)                 # segkit.models.build_model(model.name, ...)
     loss_fn = loss_from_config(config)                # segkit.losses.build_loss(...)
     optimizer = optimizer_from_config(config, model)  # segkit.optim.build_optimizer(...)
@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from segkit import paths
 from segkit.config import ConfigError
 from segkit.data import (
+    CachedDataset,
     FolderDataset,
     VOCSegmentation,
     default_shapes_dir,
@@ -84,6 +85,11 @@ def build_dataset(config: dict, split: str, train: bool = False, require_masks: 
         split whose masks are held back (the test split); its samples are then (image, None).
     folder: segkit.data.FolderDataset: `<root>/<split>/` when it holds images/ + masks/, otherwise the
         data/<split>/ + labels/<split>/ layout under root.
+    data.cache: true wraps the reader, built without transforms, in
+        segkit.data.CachedDataset(reader, transforms, cache_root=data.cache_dir): the decoded files and the
+        deterministic start of the chain (ToDtype + Normalize of the evaluation chain, nothing of the training
+        chain, which starts with a random scale) are stored under data.cache_dir, else $SEGKIT_CACHE, else
+        data/cache; the random steps still run at every access, so the samples are those without a cache.
     Samples are (image float32 (3, H, W) normalised, mask int64 (H, W), 255 = void).
     """
     data = config["data"]
@@ -98,18 +104,28 @@ def build_dataset(config: dict, split: str, train: bool = False, require_masks: 
     if data["dataset"] == "shapes" and not (root / "VOCdevkit").is_dir():
         raise FileNotFoundError(f"{source}: data.root: no shapes dataset in {root}; generate it with: "
                                 f"segkit data shapes --out {root}")
+    reader_transforms = None if data["cache"] else transforms  # with a cache, CachedDataset applies them
     with blame("data", source):
-        if data["dataset"] == "folder":
-            classes = data["classes"] if data["classes"] is not None else None
-            extra = {"classes": tuple(classes)} if classes is not None else {}
-            if (root / split / "images").is_dir():
-                return FolderDataset(root / split, None, transforms, **extra)
-            return FolderDataset(root, split, transforms, **extra)
-        dataset = VOCSegmentation(root, split, transforms, require_masks=require_masks)
+        dataset = read_split(config, root, split, reader_transforms, require_masks)
     if data["classes"] is not None and list(data["classes"]) != list(dataset.classes):
         raise ConfigError(source, [f"data.classes: the {data['dataset']} dataset has the classes "
                                    f"{list(dataset.classes)}; got {data['classes']}"])
+    if data["cache"]:
+        with blame("data.cache", source):
+            dataset = CachedDataset(dataset, transforms, cache_root=data["cache_dir"],
+                                    num_workers=data["num_workers"])
     return dataset
+
+
+def read_split(config: dict, root: Path, split: str, transforms, require_masks: bool = True):
+    """The reader of data.dataset for `split` under `root`: FolderDataset (folder) or VOCSegmentation."""
+    data = config["data"]
+    if data["dataset"] == "folder":
+        extra = {"classes": tuple(data["classes"])} if data["classes"] is not None else {}
+        if (root / split / "images").is_dir():
+            return FolderDataset(root / split, None, transforms, **extra)
+        return FolderDataset(root, split, transforms, **extra)
+    return VOCSegmentation(root, split, transforms, require_masks=require_masks)
 
 
 def train_loader(config: dict, dataset) -> DataLoader:

@@ -6,7 +6,7 @@ shipped in segkit/configs/), applies `--set key.path=value` overrides, checks ev
 *resolved* config: a plain nested dict with every default filled in, which is what the run folder and the
 checkpoints store.
 
-    data       which dataset, where, augmentation, batch sizes
+    data       which dataset, where, augmentation, batch sizes, on-disk cache
     model      name (a key of segkit.models.MODELS) + options passed to build_model
     loss       name (a key of segkit.losses.LOSSES) + options passed to build_loss
     optimizer  name, learning rate, weight decay + options passed to build_optimizer
@@ -109,6 +109,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  minimum=1),
         "num_workers": Field(int, 0, "DataLoader worker processes (0 = load in the main process)",
                              minimum=0),
+        "cache": Field(bool, False, "keep decoded samples on disk (segkit.data.CachedDataset); "
+                       "augmentation stays random"),
+        "cache_dir": Field(str, None, "folder for data.cache; null = $SEGKIT_CACHE or data/cache",
+                           nullable=True),
     },
     "model": {
         "name": Field(str, "unet", "a key of segkit.models.MODELS"),
