@@ -163,6 +163,27 @@ def test_gradient_clipping_clips_the_true_gradient(tmp_path, amp):
     assert moved.item() == pytest.approx(1e-3, rel=1e-3)
 
 
+@pytest.mark.parametrize("init_scale, skipped", [(2.0**40, True), (1.0, False)])
+def test_fp16_overflow_skips_the_update_and_its_schedule_step(tmp_path, recwarn, init_scale, skipped):
+    """A loss scale of 2^40 makes the fp16 gradients overflow: GradScaler skips optimizer.step(), and the
+    Trainer then holds the schedule too (PyTorch would otherwise warn that the scheduler stepped first).
+    With a scale of 1 the same step is an ordinary update."""
+    images, masks = uneven_void_batch()
+    model = tiny_net()
+    before = copy.deepcopy(model.state_dict())
+    trainer = make_trainer(tmp_path, model, images, masks, 4, amp="fp16")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1 / (1 + step))
+    trainer.train_step([(images, masks)])
+    assert trainer.skipped_update is skipped
+    assert trainer.scheduler.last_epoch == (0 if skipped else 1)
+    assert trainer.optimizer.param_groups[0]["lr"] == (0.5 if skipped else 0.25)
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert unchanged is skipped
+    assert trainer.step == 1  # the step is counted either way
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+
+
 def test_bf16_autocast_and_channels_last_reach_the_model(tmp_path):
     images, masks = uneven_void_batch()
     model = tiny_net()

@@ -94,7 +94,8 @@ class Trainer:
         run_dir: run folder; default `runs_root() / run-<date-time>` (runs/ or $SEGKIT_RUNS).
         epochs: number of passes over the training data.
         device: "auto" (CUDA when available), "cpu", "cuda", ... ; under DDP with CUDA, cuda:LOCAL_RANK.
-        amp: None, "bf16" or "fp16" (mixed precision with torch.autocast; fp16 adds a GradScaler).
+        amp: None, "bf16" or "fp16" (mixed precision with torch.autocast; fp16 adds a GradScaler, which
+            skips a step whose gradients overflow; the schedule then waits too, so it counts updates).
         channels_last: store model and images in NHWC memory layout (faster convolutions on GPUs).
         grad_accum_steps: loader batches per optimizer step.
         clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
@@ -227,6 +228,7 @@ class Trainer:
         self.epoch_steps = 0
         self.should_stop = False
         self.loss = float("nan")  # loss of the last step
+        self.skipped_update = False  # fp16: the last step's gradients overflowed, no update was applied
         self.lr = optimizer.param_groups[0]["lr"]
         self.val_metrics = None
         self.confusion = None  # ConfusionMatrix of the last evaluation
@@ -295,10 +297,12 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.lr = self.optimizer.param_groups[0]["lr"]
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)  # = optimizer.step(), skipped by fp16 scaling when grads overflow
-        self.scaler.update()
+        self.scaler.update()  # an overflow halves the scale: that is how a skipped update shows
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None:
+        self.skipped_update = scale is not None and self.scaler.get_scale() < scale
+        if self.scheduler is not None and not self.skipped_update:  # the schedule follows real updates
             self.scheduler.step()
         self.step += 1
         self.batches_done += len(batches)
