@@ -309,3 +309,13 @@ def test_the_shipped_search_config_loads_and_its_space_has_the_size_by_hand(shap
     assert continuous_parameters(search.space) == ["dropout"]
     with pytest.raises(ConfigError, match=r"data.crop_size: 60 is not divisible by 2\^3 = 8"):
         load_search("search_encdec_shapes", [f"data.root={shapes_root}", "data.crop_size=60"])
+
+
+def test_reading_a_cached_search_config_stores_nothing(shapes_root, tmp_path):
+    """The classes are read from the train split when the search is set up: with data.cache on, that
+    look must not store an evaluation-chain copy of the training images (trials build their own)."""
+    raw = tiny_search(shapes_root, tmp_path)
+    raw["data"].update(cache=True, cache_dir=str(tmp_path / "cache"))
+    search = search_from_dict(raw)
+    assert search.num_classes == 21
+    assert not (tmp_path / "cache").exists()

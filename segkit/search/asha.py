@@ -220,7 +220,8 @@ def search_from_dict(raw: dict, source: str = "config", overrides=()) -> Search:
     if problems:
         raise ConfigError(source, problems)
     config = validate_config(search.base_sample(), source)
-    search.num_classes = len(build_dataset(config, config["data"]["train_split"], train=False,
+    uncached = dict(config, data=dict(config["data"], cache=False))  # only the class names are needed here
+    search.num_classes = len(build_dataset(uncached, config["data"]["train_split"], train=False,
                                            source=source).classes)
     return search
 
