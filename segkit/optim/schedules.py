@@ -113,6 +113,21 @@ class IterationSchedule(LRScheduler):
         """Restore the iteration counter, then write the rate of that iteration into the groups, so the
         curve continues whether the optimizer state was loaded before or after this call."""
         super().load_state_dict(state_dict)
+        self._write_rates()
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Stretch (or shrink) the curve to end at `total_steps`, keeping the iteration counter t.
+
+        Used when a run is resumed with more epochs: the rate at t becomes the new curve's rate at t (for
+        "poly": base * (1 - t/T_new)^power instead of base * (1 - t/T_old)^power).
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be a positive int (iterations), got {total_steps!r}")
+        self.total_steps = total_steps
+        self._write_rates()
+
+    def _write_rates(self) -> None:
+        """Put the rate of the current iteration into every parameter group."""
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

@@ -120,7 +120,10 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> tuple[Path, dict]:
         except RuntimeError as error:
             errors.append(str(error))
             print(f"warning: skipping {path}: it cannot be loaded")
-    raise FileNotFoundError(f"no loadable checkpoint (last.pt, step-*.pt) in {run_dir}: " + "; ".join(errors))
+    why = "; ".join(errors) if errors else "there is none"
+    hint = ("; it holds best.pt: resume='best' (--resume best) continues from that one"
+            if (run_dir / "best.pt").is_file() else "")
+    raise FileNotFoundError(f"no loadable checkpoint (last.pt, step-*.pt) in {run_dir}: {why}{hint}")
 
 
 def step_of(history_file: Path) -> int | None:

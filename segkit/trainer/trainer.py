@@ -90,7 +90,9 @@ class Trainer:
             Trainer re-creates them with a seeded, resumable, sharded order (see data_order.py).
         num_classes, class_names: for the confusion matrix and the per-class table.
         scheduler: stepped once per optimizer step; may also be assigned later (`trainer.scheduler =
-            ...`) once `trainer.total_steps` is known.
+            ...`) once `trainer.total_steps` is known. A segkit schedule (segkit.optim) resumed in a run
+            with another number of steps is stretched to it (see `stretch_schedule`); PyTorch's own
+            schedulers keep the length they were saved with.
         run_dir: run folder; default `runs_root() / run-<date-time>` (runs/ or $SEGKIT_RUNS).
         epochs: number of passes over the training data.
         device: "auto" (CUDA when available), "cpu", "cuda", ... ; under DDP with CUDA, cuda:LOCAL_RANK.
@@ -485,7 +487,10 @@ class Trainer:
         if state["scheduler"] is not None:
             if self.scheduler is None:
                 raise ValueError(f"{source} holds a learning-rate schedule but this Trainer has no scheduler")
+            total_steps = getattr(self.scheduler, "total_steps", None)
             self.scheduler.load_state_dict(state["scheduler"])
+            if total_steps is not None and self.scheduler.total_steps != total_steps:
+                self.stretch_schedule(total_steps)
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batches_done, self.step = state["epoch"], state["batches_done"], state["step"]
@@ -498,6 +503,20 @@ class Trainer:
             if hasattr(callback, "load_state_dict") and name in state["callbacks"]:
                 callback.load_state_dict(state["callbacks"][name])
         restore_rng_state(state["rng"][self.dist.rank])
+
+    def stretch_schedule(self, total_steps: int) -> None:
+        """After loading a schedule made for another number of steps (the run is resumed with more or
+        fewer epochs): keep its position t and make its curve end at this run's `total_steps`. Without
+        this a poly schedule resumed with more epochs would train the added epochs at its final rate, 0.
+        """
+        saved_total, step = self.scheduler.total_steps, self.scheduler.last_epoch
+        before = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.set_total_steps(total_steps)
+        if self.is_main:
+            after = self.optimizer.param_groups[0]["lr"]
+            print(f"the learning-rate schedule was made for {saved_total} steps and this run has "
+                  f"{total_steps}: it now ends at step {total_steps}; at step {step} the rate goes from "
+                  f"{before:.4g} to {after:.4g}")
 
     def start_run(self) -> None:
         """Prepare the run folder as `resume` says (see the class docstring); restore a checkpoint or seed.
@@ -552,17 +571,28 @@ class Trainer:
         if state is not None:
             if self.is_main:
                 print(f"resuming {run_dir} from {path.name}: epoch {self.epoch}, step {self.step}")
+                self.save_config()
             return
         torch.manual_seed(self.seed + self.dist.rank)  # a fresh run: seed every global RNG
         random.seed(self.seed + self.dist.rank)
         np.random.seed(self.seed + self.dist.rank)
         if self.is_main:
-            try:
-                text = yaml.safe_dump(self.config, sort_keys=False)
-            except yaml.YAMLError as error:
-                raise TypeError(f"config must hold only plain types (dict, list, str, numbers): {error}") \
-                    from None
-            (run_dir / "config.yaml").write_text(text)
+            self.save_config()
+
+    def save_config(self) -> None:
+        """Write the config to run_dir/config.yaml. When a resumed run changed it (more epochs, ...), the
+        previous file is kept as config-until-step-XXXXXXXX.yaml (the step this run resumed from)."""
+        try:
+            text = yaml.safe_dump(self.config, sort_keys=False)
+        except yaml.YAMLError as error:
+            raise TypeError(f"config must hold only plain types (dict, list, str, numbers): {error}") \
+                from None
+        path = self.run_dir / "config.yaml"
+        if path.is_file():
+            if path.read_text() == text:
+                return
+            path.replace(path.with_name(f"config-until-step-{self.step:08d}.yaml"))
+        path.write_text(text)
 
     # ----------------------------------------------------------------------------------------- helpers
 
