@@ -224,3 +224,127 @@ def test_a_dataloader_batches_a_derived_dataset(train):
         expected_image, expected_mask = eval_transforms()(*train[index])
         torch.testing.assert_close(images[position], expected_image.as_subclass(torch.Tensor))
         torch.testing.assert_close(masks[position], expected_mask.as_subclass(torch.Tensor))
+
+
+# ----------------------------------------------------------------------------- bad arguments, numpy ints
+
+
+def test_subset_refuses_a_single_int_and_bools_but_takes_numpy_integers(train):
+    with pytest.raises(TypeError, match=r"sequence of ints, a range or a slice, got 3 .*subset\(ds, \[3\]\)"):
+        subset(train, 3)
+    with pytest.raises(TypeError, match=r"indices\[0\] must be an integer, got the bool True"):
+        subset(train, [True])
+    with pytest.raises(TypeError, match=r"indices\[0\] must be an integer, got the bool"):
+        subset(train, np.array([False, True]))  # a boolean mask: np.flatnonzero(mask) is meant
+    with pytest.raises(TypeError, match=r"indices\[0\] must be an integer, got 1.0"):
+        subset(train, [1.0])
+    for indices in (np.array([0, 2]), [np.int64(0), np.int32(2)], torch.tensor([0, 2])):
+        part = subset(train, indices)
+        assert part.ids == [train.ids[0], train.ids[2]]
+        assert_same_item(part[1], train[2])
+    assert subset(train, np.flatnonzero(np.arange(10) % 4 == 0)).ids == [train.ids[i] for i in (0, 4, 8)]
+
+
+def test_repeat_refuses_bools_and_floats_but_takes_numpy_integers(train):
+    with pytest.raises(TypeError, match="times must be an integer, got the bool True"):
+        repeat(train, True)
+    with pytest.raises(TypeError, match=r"times must be an integer, got 2.0"):
+        repeat(train, 2.0)
+    twice = repeat(train, np.int64(2))
+    assert len(twice) == 2 * len(train) and twice.ids == train.ids * 2
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [np.array([6, 4]), [np.int64(7), 3], np.array([0.5, 0.5]), [np.float64(0.8), 0.2], [1], [0, 1]],
+    ids=repr,
+)
+@pytest.mark.filterwarnings("ignore:Length of split at index 0 is 0")  # torch's warning for [0, 1]
+def test_random_split_reads_numpy_numbers_and_int_fractions_as_torch_does(train, lengths):
+    """numpy ints are sizes, numpy floats fractions; [1] and [0, 1] sum to 1: fractions for torch too."""
+    parts = random_split(train, lengths, seed=5)
+    reference = torch.utils.data.random_split(
+        range(len(train)), lengths, generator=torch.Generator().manual_seed(5)
+    )
+    assert [len(p) for p in parts] == [len(r) for r in reference]
+    for part, ref in zip(parts, reference, strict=True):
+        assert part.ids == [train.ids[i] for i in ref.indices]
+    assert all(type(n) is int for n in split_lengths(len(train), lengths))
+
+
+def test_split_lengths_errors_show_plain_numbers():
+    with pytest.raises(ValueError, match=r"lengths \[6, 6\] must be >= 0 and sum to the 10 samples"):
+        split_lengths(10, np.array([6, 6]))
+    with pytest.raises(ValueError, match=r"\[0.5, 0.4\] must be fractions that sum to 1 or integer sizes"):
+        split_lengths(10, np.array([0.5, 0.4]))
+    with pytest.raises(ValueError, match=r"\[3.0, 7.0\] must be fractions that sum to 1 or integer"):
+        split_lengths(10, [3.0, 7.0])
+    with pytest.raises(ValueError, match=r"fractions \[1.5, -0.5\] must each lie in \[0, 1\]"):
+        split_lengths(10, [1.5, -0.5])
+    with pytest.raises(TypeError, match=r"lengths\[0\] must be a number, got True"):
+        split_lengths(10, [True, 9])
+
+
+@pytest.mark.parametrize("class_index", [21, 254, 999, np.int64(30)])
+def test_contains_class_outside_the_classes_is_an_error(train, class_index):
+    expected = rf"class index {int(class_index)} is not a class of .*has 21 classes"
+    with pytest.raises(ValueError, match=expected):
+        filter_samples(train, contains_class(class_index))
+
+
+def test_contains_class_bad_arguments_and_the_last_class(train):
+    with pytest.raises(ValueError, match="class_index must be >= 0, got -1"):
+        contains_class(-1)
+    with pytest.raises(TypeError, match="class_index must be an integer, got the bool True"):
+        contains_class(True)
+    # the highest valid index and numpy integers work; a by-hand scan of the mask files is the reference
+    for class_index in (20, np.int64(7)):
+        by_hand = [train.ids[i] for i in range(len(train))
+                   if np.any(read_mask(train.mask_path(i)) == class_index)]  # fmt: skip
+        assert filter_samples(train, contains_class(class_index)).ids == by_hand
+
+
+def test_contains_class_is_checked_against_the_dataset_classes(tmp_path, train):
+    """A dataset with 4 classes: 3 is the last class, 4 is not one (though it is one of VOC's)."""
+    four = one_image_folder(tmp_path, train, classes=("background", "a", "b", "c"))
+    filter_samples(four, contains_class(3))
+    with pytest.raises(ValueError, match=r"contains_class\(4\).*has 4 classes \(0 to 3\), or 255 = void"):
+        filter_samples(four, contains_class(4))
+
+
+def one_image_folder(tmp_path, train, classes=None, name="mine"):
+    """A FolderDataset (images/ + masks/) holding train[0] as 'a.png'."""
+    from PIL import Image
+
+    folder = tmp_path / name
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image, mask = train[0]
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / "images" / "a.png")
+    write_mask(folder / "masks" / "a.png", mask)
+    return FolderDataset(folder) if classes is None else FolderDataset(folder, classes=classes)
+
+
+def test_concat_refuses_different_palettes_and_names_the_positions(tmp_path, shapes_root, train):
+    val = VOCSegmentation(shapes_root, "val")
+    other = one_image_folder(tmp_path, train)
+    other.palette = [(0, 0, 0)] + [(255, 255, 255)] * 255  # its own colours: class 1 is white
+    expected = (r"different palettes: dataset 0 VOCSeg.*and dataset 2 FolderDataset.*"
+                r"class 1 is \(128, 0, 0\) in one, \(255, 255, 255\) in the other")
+    with pytest.raises(ValueError, match=expected):
+        concat(train, val, other)
+    other.palette = [tuple(colour) for colour in VOC_PALETTE]  # the same colours in another list: accepted
+    assert concat(train, other).palette is VOC_PALETTE
+
+
+def test_concat_refuses_labelled_with_unlabelled(shapes_root, train):
+    test = VOCSegmentation(shapes_root, "test", require_masks=False)
+    expected = r"with and without masks: dataset 0 .*'train'.* and dataset 1 .*'test'.*images_only\(dataset 0"
+    with pytest.raises(ValueError, match=expected):
+        concat(train, test)
+    with pytest.raises(ValueError, match=r"dataset 1 has masks, dataset 0 has none"):
+        concat(test, subset(train, [0]))
+    images = concat(images_only(train), test)  # the hint works: images only, a DataLoader batches them
+    assert images.has_masks is False and len(images) == len(train) + len(test)
+    assert all(images[i][1] is None for i in range(len(images)))
+    assert_same_item(images[len(train)], test[0])
