@@ -7,7 +7,8 @@ Two common layouts are recognised automatically:
     <root>/masks/<name>.png                   <root>/labels/<split>/<name>.png
 
 An image and its mask share the file stem (`cat_01.jpg` <-> `cat_01.png`). Masks are palette or greyscale
-PNGs of class indices, 255 = void, as in VOC (see segkit.data.masks).
+PNGs of class indices, 255 = void, as in VOC (see segkit.data.masks). A split without labels (a test split)
+has no masks/ or labels/<split>/ folder, or an empty one: read it with require_masks=False.
 """
 
 from __future__ import annotations
@@ -46,11 +47,18 @@ class FolderDataset(FileDataset):
         sub-folder name (e.g. "train") for "data+labels".
     transforms: optional callable `(image, mask) -> (image, mask)`.
     classes: class names, index = class id (default: the 21 VOC classes).
+    require_masks: with True (the default) every image needs a mask. With False, a split without masks
+        (no mask folder, or one without .png files; e.g. a test split of images/ only) is allowed:
+        `has_masks` is then False, samples are `(image, None)` and transforms are called with the image
+        alone. When the masks are there they are read as with True, so a split where only some images have
+        a mask is always an error (as VOCSegmentation's require_masks).
+    mask_dir: read the masks from this folder instead of masks/ or labels/<split>/.
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void).
-    Attributes: ids (file stems, sorted), classes, num_classes, palette (VOC_PALETTE: colour of class
-    index i), split, root, layout, image_dir, mask_dir; methods image_path(i), mask_path(i), image(i)
-    (the image alone, mask never opened) and sample(i) (a LazySample: each field decoded when first read).
+    Attributes: ids (file stems of the images, sorted), classes, num_classes, palette (VOC_PALETTE: colour of
+    class index i), split, root, layout, image_dir, mask_dir, has_masks; methods image_path(i), mask_path(i)
+    (None without masks), image(i) (the image alone, mask never opened) and sample(i) (a LazySample: each
+    field decoded when first read).
     Every image needs a mask and every mask an image: unmatched stems are an error that names them.
     """
 
@@ -62,29 +70,25 @@ class FolderDataset(FileDataset):
         split: str | None = None,
         transforms=None,
         classes: tuple[str, ...] = VOC_CLASSES,
+        require_masks: bool = True,
+        mask_dir: str | os.PathLike | None = None,
     ):
         self.root = Path(root)
         self.split = split
         self.transforms = transforms
         self.classes = tuple(classes)
         self.layout, self.image_dir, self.mask_dir = self._find_layout()
+        if mask_dir is not None:
+            self.mask_dir = Path(mask_dir)
         images = _files_by_stem(self.image_dir, IMAGE_SUFFIXES)
-        masks = _files_by_stem(self.mask_dir, (".png",))
-        images_without_mask = sorted(set(images) - set(masks))
-        masks_without_image = sorted(set(masks) - set(images))
-        if images_without_mask or masks_without_image:
-            problems = []
-            if images_without_mask:
-                problems.append(f"images without a mask in {self.mask_dir}: {_names(images_without_mask)}")
-            if masks_without_image:
-                problems.append(f"masks without an image in {self.image_dir}: {_names(masks_without_image)}")
-            raise ValueError(
-                f"{self._where}: image and mask file names must match (same stem); " + "; ".join(problems)
-            )
         if not images:
             raise ValueError(
                 f"{self._where}: no images found in {self.image_dir} (suffixes {IMAGE_SUFFIXES})"
             )
+        masks = _files_by_stem(self.mask_dir, (".png",)) if self.mask_dir.is_dir() else {}
+        if masks or require_masks:
+            self._check_pairs(images, masks)
+        self.has_masks = bool(masks)
         self.ids = sorted(images)
         self._images = images
         self._masks = masks
@@ -94,9 +98,13 @@ class FolderDataset(FileDataset):
         return f"FolderDataset {self.root}" + (f" split {self.split!r}" if self.split is not None else "")
 
     def _find_layout(self) -> tuple[str, Path, Path]:
+        """(layout, image folder, mask folder); the mask folder may be missing (a split without labels)."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
-        if (self.root / "images").is_dir() and (self.root / "masks").is_dir():
+        images, data = (self.root / "images").is_dir(), (self.root / "data").is_dir()
+        if images and data:  # both: the one that has its mask folder
+            images = (self.root / "masks").is_dir() or not (self.root / "labels").is_dir()
+        if images:
             if self.split is not None:
                 raise ValueError(
                     f"{self.root} uses the images/ + masks/ layout, which has no splits; "
@@ -104,20 +112,38 @@ class FolderDataset(FileDataset):
                     "Point root at the folder of one split and leave split=None."
                 )
             return "images+masks", self.root / "images", self.root / "masks"
-        if (self.root / "data").is_dir() and (self.root / "labels").is_dir():
+        if data:
             splits = sorted(p.name for p in (self.root / "data").iterdir() if p.is_dir())
             if self.split is None or not (self.root / "data" / self.split).is_dir():
                 raise ValueError(
                     f"{self.root} uses the data/<split>/ + labels/<split>/ layout: pass split= one of "
                     f"{splits or 'none found'} (got {self.split!r})"
                 )
-            mask_dir = self.root / "labels" / self.split
-            if not mask_dir.is_dir():
-                raise FileNotFoundError(f"{self._where}: label folder {mask_dir} not found")
-            return "data+labels", self.root / "data" / self.split, mask_dir
+            return "data+labels", self.root / "data" / self.split, self.root / "labels" / self.split
         raise FileNotFoundError(
             f"{self.root} has neither images/ + masks/ nor data/<split>/ + labels/<split>/ sub-folders"
         )
+
+    def _check_pairs(self, images: dict[str, Path], masks: dict[str, Path]) -> None:
+        """Every image has a mask and every mask an image (same stem); the error names the stems."""
+        if not self.mask_dir.is_dir():
+            raise FileNotFoundError(
+                f"{self._where}: mask folder {self.mask_dir} not found; for a split without labels pass "
+                "require_masks=False to read its images only"
+            )
+        images_without_mask = sorted(set(images) - set(masks))
+        masks_without_image = sorted(set(masks) - set(images))
+        if images_without_mask or masks_without_image:
+            problems = []
+            if images_without_mask:
+                problems.append(f"images without a mask in {self.mask_dir}: {_names(images_without_mask)}")
+            if masks_without_image:
+                problems.append(f"masks without an image in {self.image_dir}: {_names(masks_without_image)}")
+            hint = "" if masks else "; for a split without labels pass require_masks=False"
+            raise ValueError(
+                f"{self._where}: image and mask file names must match (same stem); " + "; ".join(problems)
+                + hint
+            )
 
     @property
     def num_classes(self) -> int:
@@ -129,17 +155,21 @@ class FolderDataset(FileDataset):
     def image_path(self, index: int) -> Path:
         return self._images[self.ids[index]]
 
-    def mask_path(self, index: int) -> Path:
-        return self._masks[self.ids[index]]
+    def mask_path(self, index: int) -> Path | None:
+        """Path of the mask PNG of sample `index`, or None when this split has no masks."""
+        return self._masks[self.ids[index]] if self.has_masks else None
 
     def __getitem__(self, index: int):
         image, mask = load_sample(self.image_path(index), self.mask_path(index), self._where)
         if self.transforms is None:
             return image, mask
+        if mask is None:
+            return self.transforms(image), None
         return self.transforms(image, mask)
 
     def __repr__(self) -> str:
+        masks = "" if self.has_masks else ", no masks"
         return (
             f"FolderDataset(root='{self.root}', split={self.split!r}, layout={self.layout!r}, "
-            f"{len(self)} images)"
+            f"{len(self)} images{masks})"
         )
