@@ -54,7 +54,8 @@ examples:
 
 The zip holds one palette PNG per image of the split, named <image_id>.png, flat (no folders), each at its
 image's size with the predicted class index per pixel: the format the class competition scores. The
-split's masks are not needed (test masks are held back).
+split's masks are never read: a split without masks (test masks are held back), or with some missing, is
+predicted all the same, and data.cache is not used (each image is read once).
 """
 
 TTA_SCALES = (0.75, 1.0, 1.25)
@@ -209,18 +210,18 @@ def _load(checkpoint: Path, args: argparse.Namespace):
 
 def _run_predict(args: argparse.Namespace) -> int:
     from segkit.build import build_dataset
-    from segkit.data import images_only
     from segkit.predict import write_submission
 
     checkpoint = _checkpoint_path(args.checkpoint)
     model, config = _load(checkpoint, args)
     split = args.split or config["data"]["test_split"]
-    dataset = build_dataset(config, split, train=False, require_masks=False, source=f"{checkpoint} (config)")
+    # for_prediction: the images only, never a mask (none of the split's mask files is looked for or opened)
+    # and no data.cache (each image is read once).
+    dataset = build_dataset(config, split, for_prediction=True, source=f"{checkpoint} (config)")
     options = _predict_options(args, config)
     out = Path(args.out) if args.out else checkpoint.with_name(f"submission-{split}.zip")
     print(f"predicting {len(dataset)} images of split {split!r} with {checkpoint} ({_describe(options)})")
-    # images_only: the masks of a labelled split are never decoded for a prediction.
-    count = write_submission(model, images_only(dataset), out, **options)
+    count = write_submission(model, dataset, out, **options)
     print(f"wrote {count} masks to {out}")
     return 0
 

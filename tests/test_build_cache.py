@@ -177,7 +177,8 @@ def test_build_trainer_with_the_cache_trains_as_without(root, tmp_path):
 
 
 def test_segkit_train_evaluate_and_predict_with_the_cache_give_the_results_without(root, tmp_path):
-    """The CLI end to end: evaluate and predict take data.cache from the config stored in the checkpoint."""
+    """The CLI end to end: evaluate takes data.cache from the config stored in the checkpoint; predict
+    reads each image once and uses no cache (tests/test_cli_run.py counts its file opens)."""
     results = {}
     for name, cache in (("plain", "false"), ("cached", "true")):
         overrides = [f"data.root={root}", *TINY, "train.epochs=1", "train.limit_batches=2",
@@ -199,7 +200,7 @@ def test_segkit_train_evaluate_and_predict_with_the_cache_give_the_results_witho
     assert len(results["plain"][1]) == 2  # the two test images
     indexes = (tmp_path / "env-cache").glob("datasets/*/index.json")
     stored = sorted(index.parent.name.split("-")[1] for index in indexes)  # VOCSegmentation-<split>-<hash>
-    assert stored == ["test", "train", "val"]  # predict cached the test split (images only, no masks)
+    assert stored == ["train", "val"]  # predict stored no cache of the test split
 
 
 # ------------------------------------------------------------------------------------------ errors

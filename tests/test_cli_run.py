@@ -205,3 +205,120 @@ def test_predict_on_a_labelled_split_never_opens_a_mask(run, tmp_path, monkeypat
     image_paths = {str(val_set.image_path(i)) for i in range(len(val_set))}
     assert not mask_paths & set(opened), "a mask file was opened for a prediction"
     assert image_paths <= set(opened)  # the counter does see the files that are read
+
+
+# ------------------------------------------------------------------- predict never needs (or reads) masks
+
+
+def checkpoint_with(run, path, **data_keys):
+    """A copy of the run's last.pt whose stored config has `data_keys` changed (a checkpoint is a dict)."""
+    state = torch.load(run["run_dir"] / "last.pt", weights_only=True)
+    state["config"]["data"].update(data_keys)
+    torch.save(state, path)
+    return path
+
+
+def predicted_masks(zip_path) -> dict[str, np.ndarray]:
+    """image id -> the class indices of its palette PNG in the zip, read with Pillow."""
+    with zipfile.ZipFile(zip_path) as archive:
+        return {name[:-4]: np.array(Image.open(BytesIO(archive.read(name)))) for name in archive.namelist()}
+
+
+def model_predictions(run, images) -> dict[str, np.ndarray]:
+    """The reference: the rebuilt UNet's argmax on each (image id, normalised image (3, H, W))."""
+    model = reference_model(run)
+    with torch.no_grad():
+        return {image_id: model(image.as_subclass(torch.Tensor)[None]).argmax(1)[0].numpy()
+                for image_id, image in images}  # fmt: skip
+
+
+def assert_same_masks(got: dict, expected: dict) -> None:
+    assert sorted(got) == sorted(expected)
+    for image_id, mask in expected.items():
+        np.testing.assert_array_equal(got[image_id], mask)
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every path given to PIL.Image.open (images and masks are all decoded through it)."""
+    import PIL.Image
+
+    paths = []
+    real_open = PIL.Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        paths.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
+    return paths
+
+
+def val_images(run):
+    val_set = VOCSegmentation(run["root"], "val", eval_transforms())
+    return [(image_id, val_set[i][0]) for i, image_id in enumerate(val_set.ids)]
+
+
+def test_predict_a_split_with_a_mask_missing(run, tmp_path, capsys):
+    """One val mask deleted: evaluate refuses the split, predict (which reads no mask) predicts it."""
+    root = shutil.copytree(run["root"], tmp_path / "shapes")
+    val_set = VOCSegmentation(root, "val")
+    val_set.mask_path(1).unlink()
+    checkpoint = checkpoint_with(run, tmp_path / "copy.pt", root=str(root))
+    assert main(["evaluate", str(checkpoint)]) == 2
+    assert "1 of 4 mask file(s) missing" in capsys.readouterr().err
+    out = tmp_path / "val.zip"
+    assert main(["predict", str(checkpoint), "--split", "val", "--out", str(out)]) == 0
+    assert_same_masks(predicted_masks(out), model_predictions(run, val_images(run)))
+
+
+def test_predict_ignores_data_cache_and_opens_no_mask(run, tmp_path, opened):
+    """data.cache: true in the checkpoint's config: predict builds no cache, so no val mask is decoded,
+    and writes the masks of the run without a cache (and of the model itself)."""
+    cache_dir = tmp_path / "cache"
+    checkpoint = checkpoint_with(run, tmp_path / "cached.pt", cache=True, cache_dir=str(cache_dir))
+    out = tmp_path / "cached.zip"
+    assert main(["predict", str(checkpoint), "--split", "val", "--out", str(out)]) == 0
+    val_set = VOCSegmentation(run["root"], "val")
+    mask_paths = {str(val_set.mask_path(i)) for i in range(len(val_set))}
+    image_paths = {str(val_set.image_path(i)) for i in range(len(val_set))}
+    assert len(mask_paths & set(opened)) == 0, "a mask file was opened for a prediction"
+    assert image_paths <= set(opened)  # the counter does see the files that are read
+    assert not cache_dir.exists()
+
+    uncached = tmp_path / "uncached.zip"
+    assert main(["predict", str(run["run_dir"] / "last.pt"), "--split", "val", "--out", str(uncached)]) == 0
+    assert_same_masks(predicted_masks(out), predicted_masks(uncached))
+    assert_same_masks(predicted_masks(out), model_predictions(run, val_images(run)))
+
+
+def folder_copy_of_the_shapes_set(shapes_root, folder, layout):
+    """The shapes set's train and val splits with masks, and its test split without, as a folder dataset
+    in `layout`; the files are copied as they are (same bytes, same pixels)."""
+    for split in ("train", "val", "test"):
+        dataset = VOCSegmentation(shapes_root, split, require_masks=split != "test")
+        if layout == "images+masks":
+            image_dir, mask_dir = folder / split / "images", folder / split / "masks"
+        else:
+            image_dir, mask_dir = folder / "data" / split, folder / "labels" / split
+        image_dir.mkdir(parents=True)
+        for index, image_id in enumerate(dataset.ids):
+            shutil.copy(dataset.image_path(index), image_dir / f"{image_id}.jpg")
+            if dataset.has_masks:
+                mask_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy(dataset.mask_path(index), mask_dir / f"{image_id}.png")
+
+
+@pytest.mark.parametrize("layout", ["images+masks", "data+labels"])
+def test_predict_an_unlabelled_split_of_a_folder_dataset(run, tmp_path, layout):
+    """A folder dataset whose test split has images only: segkit predict writes the model's masks."""
+    folder = tmp_path / "mine"
+    folder_copy_of_the_shapes_set(run["root"], folder, layout)
+    assert not (folder / "test" / "masks").exists() and not (folder / "labels" / "test").exists()
+    checkpoint = checkpoint_with(run, tmp_path / "folder.pt", dataset="folder", root=str(folder))
+    out = tmp_path / "test.zip"
+    assert main(["predict", str(checkpoint), "--split", "test", "--out", str(out)]) == 0
+
+    test_set = VOCSegmentation(run["root"], "test", eval_transforms(), require_masks=False)
+    expected = model_predictions(run, [(image_id, test_set[i][0]) for i, image_id in enumerate(test_set.ids)])
+    assert_same_masks(predicted_masks(out), expected)
