@@ -19,7 +19,6 @@ without guessing.
 from __future__ import annotations
 
 import difflib
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,11 +78,6 @@ def dataset_root(config: dict) -> Path:
     raise ConfigError("config", ["data.root: the folder dataset needs a root (the folder holding your data)"])
 
 
-# A path that is never a folder: a reader given it as mask_dir finds no mask file, so it reads the split as
-# one without labels (has_masks False) and never looks at the masks the split may have. Used for prediction.
-NO_MASK_DIR = Path(os.devnull)
-
-
 def build_dataset(
     config: dict, split: str, train: bool = False, require_masks: bool = True, source: str = "config",
     for_prediction: bool = False,
@@ -96,8 +90,8 @@ def build_dataset(
     require_masks=False allows a split whose masks are held back (the test split: no mask files at all);
         its samples are then (image, None). Some masks missing is still an error.
     for_prediction=True: the images of `split` for `segkit predict`, which never needs a mask: the reader
-        is given no mask folder (NO_MASK_DIR), so the split's masks, all, some or none of them on disk, are
-        never looked for nor opened; samples are (image, None), has_masks is False. data.cache is not used:
+        is built with read_masks=False, so the split's masks, all, some or none of them on disk, are never
+        looked for nor opened; samples are (image, None), has_masks is False. data.cache is not used:
         predict reads each image once, so building a cache (which decodes and stores every image and mask)
         would only add work.
     data.cache: true wraps the reader, built without transforms, in
@@ -121,10 +115,9 @@ def build_dataset(
                                 f"segkit data shapes --out {root}")
     use_cache = data["cache"] and not for_prediction
     reader_transforms = None if use_cache else transforms  # with a cache, CachedDataset applies them
-    mask_dir = NO_MASK_DIR if for_prediction else None
     with blame("data", source):
-        dataset = read_split(config, root, split, reader_transforms, require_masks and not for_prediction,
-                             mask_dir)
+        dataset = read_split(config, root, split, reader_transforms, require_masks,
+                             read_masks=not for_prediction)
     if data["classes"] is not None and list(data["classes"]) != list(dataset.classes):
         raise ConfigError(source, [f"data.classes: the {data['dataset']} dataset has the classes "
                                    f"{list(dataset.classes)}; got {data['classes']}"])
@@ -136,11 +129,11 @@ def build_dataset(
 
 
 def read_split(config: dict, root: Path, split: str, transforms, require_masks: bool = True,
-               mask_dir: Path | None = None):
+               read_masks: bool = True):
     """The reader of data.dataset for `split` under `root`: FolderDataset (folder) or VOCSegmentation.
-    require_masks and mask_dir (None: the layout's own mask folder) are passed on to the reader."""
+    require_masks and read_masks are passed on to the reader."""
     data = config["data"]
-    masks = {"require_masks": require_masks, "mask_dir": mask_dir}
+    masks = {"require_masks": require_masks, "read_masks": read_masks}
     if data["dataset"] == "folder":
         extra = {"classes": tuple(data["classes"])} if data["classes"] is not None else {}
         if (root / split / "images").is_dir():

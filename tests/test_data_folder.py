@@ -148,3 +148,17 @@ def test_require_masks_false_still_reads_the_masks_that_are_there(tmp_path):
     for index, stem in enumerate(relabelled.ids):
         np.testing.assert_array_equal(relabelled[index][1].numpy(), other[stem])
     assert FolderDataset(tmp_path, mask_dir=tmp_path / "none_here", require_masks=False).has_masks is False
+
+
+def test_read_masks_false_reads_the_images_only_even_with_some_masks_missing(tmp_path):
+    expected = {stem: write_pair(tmp_path / f"images/{stem}.png", tmp_path / f"masks/{stem}.png", seed=i)
+                for i, stem in enumerate(["a", "b", "c"])}
+    (tmp_path / "masks" / "b.png").unlink()  # a split with one mask missing: an error when masks are read
+    with pytest.raises(ValueError, match="b"):
+        FolderDataset(tmp_path)
+    dataset = FolderDataset(tmp_path, read_masks=False)
+    assert dataset.has_masks is False and dataset.mask_path(0) is None
+    for index, stem in enumerate(dataset.ids):
+        image, mask = dataset[index]
+        assert mask is None
+        np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected[stem][0])

@@ -140,6 +140,16 @@ def test_missing_mask_names_the_file_and_split_even_without_require_masks(shapes
             VOCSegmentation(shapes_copy, split="train", require_masks=require)
 
 
+def test_read_masks_false_reads_the_images_only_even_with_a_mask_missing(shapes_copy):
+    (shapes_copy / "VOCdevkit/VOC2012/SegmentationClass/train_0005.png").unlink()
+    dataset = VOCSegmentation(shapes_copy, split="train", read_masks=False)
+    assert dataset.has_masks is False and dataset.mask_path(5) is None
+    image, mask = dataset[5]
+    assert mask is None
+    jpeg = Image.open(shapes_copy / "VOCdevkit/VOC2012/JPEGImages/train_0005.jpg").convert("RGB")
+    np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), np.asarray(jpeg))
+
+
 def test_corrupt_image_or_mask_names_the_file_and_split(shapes_copy):
     voc = shapes_copy / "VOCdevkit" / "VOC2012"
     (voc / "JPEGImages/val_0001.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")

@@ -53,6 +53,8 @@ class FolderDataset(FileDataset):
         alone. When the masks are there they are read as with True, so a split where only some images have
         a mask is always an error (as VOCSegmentation's require_masks).
     mask_dir: read the masks from this folder instead of masks/ or labels/<split>/.
+    read_masks: False reads the images only and never looks for a mask, whether all, some or none are on
+        disk (`has_masks` False, samples `(image, None)`); what `segkit predict` uses.
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void).
     Attributes: ids (file stems of the images, sorted), classes, num_classes, palette (VOC_PALETTE: colour of
@@ -72,6 +74,7 @@ class FolderDataset(FileDataset):
         classes: tuple[str, ...] = VOC_CLASSES,
         require_masks: bool = True,
         mask_dir: str | os.PathLike | None = None,
+        read_masks: bool = True,
     ):
         self.root = Path(root)
         self.split = split
@@ -85,8 +88,8 @@ class FolderDataset(FileDataset):
             raise ValueError(
                 f"{self._where}: no images found in {self.image_dir} (suffixes {IMAGE_SUFFIXES})"
             )
-        masks = _files_by_stem(self.mask_dir, (".png",)) if self.mask_dir.is_dir() else {}
-        if masks or require_masks:
+        masks = _files_by_stem(self.mask_dir, (".png",)) if read_masks and self.mask_dir.is_dir() else {}
+        if read_masks and (masks or require_masks):
             self._check_pairs(images, masks)
         self.has_masks = bool(masks)
         self.ids = sorted(images)

@@ -79,6 +79,8 @@ class VOCSegmentation(FileDataset):
         held back): `has_masks` is then False and samples are `(image, None)`; transforms are called with
         the image alone. A split where only some masks are missing is always an error.
     mask_dir: read masks from this folder (<id>.png) instead, e.g. the shapes set's test-labels/.
+    read_masks: False reads the images only and never looks for a mask, whether all, some or none are on
+        disk (`has_masks` False, samples `(image, None)`); what `segkit predict` uses.
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void)
     when transforms is None. Attributes: ids, classes, num_classes, palette (VOC_PALETTE), split, root
@@ -95,6 +97,7 @@ class VOCSegmentation(FileDataset):
         transforms=None,
         require_masks: bool = True,
         mask_dir: str | os.PathLike | None = None,
+        read_masks: bool = True,
     ):
         self.root = find_voc_root(root)
         self.split = split
@@ -118,7 +121,7 @@ class VOCSegmentation(FileDataset):
         else:
             self.mask_dir = self.root / "SegmentationClass"
         self._check_images_exist()
-        self.has_masks = self._check_masks_exist(require_masks)
+        self.has_masks = self._check_masks_exist(require_masks) if read_masks else False
 
     @property
     def num_classes(self) -> int:
