@@ -5,6 +5,7 @@
     checkpoint.py   atomic saves, weights_only loads, RNG states as tensors, archived run folders
     data_order.py   seeded, resumable, sharded data order (why the Trainer re-creates DataLoaders)
     distributed.py  torchrun environment, process group, rank-0-only writes
+    options.py      the Trainer's options checked up front (amp, resume modes, sizes, limits)
 """
 
 from .callbacks import (
@@ -25,7 +26,8 @@ from .checkpoint import (
     restore_rng_state,
 )
 from .distributed import cleanup_distributed, dist_info_from_env, init_distributed
-from .trainer import RESUME_MODES, NonFiniteLossError, Trainer, logits_of
+from .options import RESUME_MODES
+from .trainer import NonFiniteLossError, Trainer, logits_of
 
 __all__ = [
     "Callback",
