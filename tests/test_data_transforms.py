@@ -1,5 +1,7 @@
 """The v2 augmentation presets keep image and mask aligned, pad the mask with void, resize masks with
-nearest neighbour, and normalise exactly like (x / 255 - mean) / std."""
+nearest neighbour, and normalise exactly like (x / 255 - mean) / std. The train preset normalises last
+(after padding with the mean colour, cropping and flipping) and gives bit for bit what the classic order
+(normalise, pad with 0, crop, flip) gives."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from segkit.data import IMAGENET_MEAN, IMAGENET_STD, eval_transforms, train_transforms
 
@@ -101,6 +104,90 @@ def test_crop_larger_than_image_pads_mask_with_void_and_image_with_the_mean():
         assert torch.equal(out_mask[top : top + 40, left : left + 56], mask.as_subclass(torch.Tensor))
         torch.testing.assert_close(out_image[:, top : top + 40, left : left + 56], normalised)
         assert (out_image[:, ~inside] == 0).all()  # 0 after Normalize = the mean colour
+
+
+def classic_train_chain(crop_hw, scale_range, hflip, vflip, mean, std, base_size):
+    """The reference: the DeepLab / torchvision-reference order, straight from v2 — normalise the whole
+    scaled image, then pad with 0 (the mean colour after Normalize) and 255, crop, flip."""
+    steps = [
+        v2.ScaleJitter(target_size=(base_size, base_size), scale_range=scale_range, antialias=True),
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64}, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+        v2.RandomCrop(crop_hw, pad_if_needed=True, fill={tv_tensors.Image: 0.0, tv_tensors.Mask: 255}),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(p=0.5))
+    if vflip:
+        steps.append(v2.RandomVerticalFlip(p=0.5))
+    return v2.Compose(steps)
+
+
+def noise_sample(height, width, seed):
+    """Random uint8 pixels (every value differs from its neighbours, so any shift or flip shows) and a
+    random mask of 21 classes with some void."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    mask = torch.randint(0, 21, (height, width), generator=generator)
+    mask[torch.rand(height, width, generator=generator) < 0.1] = 255
+    return tv_tensors.Image(image), tv_tensors.Mask(mask)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal dtype, shape and bits (a float32 compared as int32 also tells -0.0 from 0.0)."""
+    a, b = a.as_subclass(torch.Tensor), b.as_subclass(torch.Tensor)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype == torch.float32:
+        a, b = a.view(torch.int32), b.view(torch.int32)
+    return torch.equal(a, b)
+
+
+@pytest.mark.parametrize("vflip", [False, True])
+@pytest.mark.parametrize("mean, std", [(IMAGENET_MEAN, IMAGENET_STD), ((0.3, 0.55, 0.7), (0.2, 0.4, 0.35))])
+@pytest.mark.parametrize(
+    "image_hw, crop_hw, base_size, padded",
+    [((30, 44), (48, 56), 44, True),  # scaled image at most 60 x 88 at s = 2, often smaller than the crop
+     ((90, 120), (24, 40), 120, False)],  # at s = 0.5 still 45 x 60: never padded
+)  # fmt: skip
+def test_train_transforms_equal_the_classic_order_bit_for_bit(image_hw, crop_hw, base_size, padded, vflip,
+                                                              mean, std):  # fmt: skip
+    image, mask = noise_sample(*image_hw, seed=len(mean) + image_hw[0])
+    options = dict(crop_hw=crop_hw, scale_range=(0.5, 2.0), hflip=True, vflip=vflip, mean=mean, std=std,
+                   base_size=base_size)  # fmt: skip
+    reference = classic_train_chain(**options)
+    options["crop_size"] = options.pop("crop_hw")
+    transform = train_transforms(**options)
+    padded_draws = 0
+    for seed in range(60):
+        torch.manual_seed(seed)
+        expected_image, expected_mask = reference(image, mask)
+        torch.manual_seed(seed)
+        out_image, out_mask = transform(image, mask)
+        assert same_bits(out_image, expected_image), f"seed {seed}: image differs from the classic order"
+        assert same_bits(out_mask, expected_mask), f"seed {seed}: mask differs from the classic order"
+        assert isinstance(out_image, tv_tensors.Image) and isinstance(out_mask, tv_tensors.Mask)
+        padded_draws += bool((expected_image == 0).all(dim=0).any())
+    # The cases cover what they claim: padding in most draws of the small image, never in the large one.
+    assert (padded_draws > 30) if padded else (padded_draws == 0)
+
+
+def test_padding_is_exactly_zero_in_the_image_and_void_in_the_mask_with_any_mean():
+    image, mask = noise_sample(20, 30, seed=3)
+    mask = tv_tensors.Mask(torch.where(mask == 255, 7, mask))  # no void in the original
+    mean, std = (0.3, 0.55, 0.7), (0.2, 0.4, 0.35)
+    transform = train_transforms(crop_size=(32, 40), scale_range=(1.0, 1.0), hflip=False, mean=mean, std=std,
+                                 base_size=30)  # fmt: skip
+    by_hand = (image.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out_image, out_mask = transform(image, mask)
+        padding = out_mask == 255
+        assert int(padding.sum()) == 32 * 40 - 20 * 30
+        assert (out_image[:, padding] == 0.0).all() and not torch.signbit(out_image[:, padding]).any()
+        rows, cols = torch.nonzero(~padding, as_tuple=True)
+        top, left = int(rows.min()), int(cols.min())
+        assert torch.equal(out_mask[top : top + 20, left : left + 30], mask)
+        torch.testing.assert_close(out_image[:, top : top + 20, left : left + 30], by_hand)
 
 
 @pytest.mark.parametrize("hflip, vflip", [(False, True), (True, False), (False, False)])

@@ -3,7 +3,7 @@
     raw = VOCSegmentation(root, "train")                      # a dataset that reads files, no transforms
     train = CachedDataset(raw, train_transforms(crop_size=320, base_size=500))
     train.stored_steps  -> []          ScaleJitter is random, so nothing after it can be stored
-    train.live_steps    -> [ScaleJitter, ToDtype, Normalize, RandomCrop, RandomHorizontalFlip]
+    train.live_steps    -> [ScaleJitter, ToDtype, RandomCrop, RandomHorizontalFlip, Normalize]
 
     val = CachedDataset(VOCSegmentation(root, "val"), eval_transforms())
     val.stored_steps    -> [ToDtype, Normalize]   stored as float32 (4 times the bytes of uint8)
