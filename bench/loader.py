@@ -4,7 +4,7 @@ For each shipped VOC config (voc_deeplabv3_resnet50, voc_unet), on a synthetic V
 temporary folder in the VOC layout (500 x 375 JPEGs and palette PNG masks; VOC itself is not needed):
 
   loader   the config's training pipeline exactly as `segkit train` builds it: segkit.build.build_dataset
-           (JPEG + PNG decode, ScaleJitter, normalise, pad + crop at data.crop_size, flip) and
+           (JPEG + PNG decode, ScaleJitter, pad + crop at data.crop_size, flip, normalise) and
            segkit.build.train_loader (data.batch_size, data.num_workers workers, collation). Images/s
            over --epochs whole epochs after one untimed warm-up epoch (worker start-up).
   cached   the same with segkit.data.CachedDataset: decoded images and masks read from a memory-mapped
