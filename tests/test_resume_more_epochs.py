@@ -67,6 +67,7 @@ def test_resuming_with_more_epochs_stretches_the_schedule_and_trains(tmp_path, c
     more.fit()
     out = capsys.readouterr().out
     assert "the learning-rate schedule was made for 4 steps and this run has 12" in out
+    assert "from last.pt: step 4, epoch 2/3" in out  # epochs counted from 1, as the progress bar does
     # Steps 4..11 follow the 12-step curve (without the stretch they would all use rate 0).
     assert rates.rates == pytest.approx({t: poly(t, 12) for t in range(4, 12)})
     changed = [not torch.equal(after_first[k], v) for k, v in more.model.state_dict().items()]
@@ -80,7 +81,9 @@ def test_resuming_with_the_same_epochs_changes_nothing_in_the_schedule(tmp_path,
     first.fit()
     again, rates = make_trainer(run_dir, epochs=2, resume="auto")
     again.fit()
-    assert "schedule was made for" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "schedule was made for" not in out
+    assert "from last.pt: step 8, all 2 epochs are done" in out
     assert rates.rates == {}  # nothing left to train
     assert again.scheduler.total_steps == 8
 

@@ -569,7 +569,9 @@ class Trainer:
                       f"moved to {archive}, with a copy of the logs")
         if state is not None:
             if self.is_main:
-                print(f"resuming {run_dir} from {path.name}: epoch {self.epoch}, step {self.step}")
+                where = (f"epoch {self.epoch + 1}/{self.epochs}" if self.epoch < self.epochs
+                         else f"all {self.epochs} epochs are done")
+                print(f"resuming {run_dir} from {path.name}: step {self.step}, {where}")
                 self.save_config()
             return
         torch.manual_seed(self.seed + self.dist.rank)  # a fresh run: seed every global RNG
