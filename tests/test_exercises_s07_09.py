@@ -10,17 +10,19 @@ import zipfile
 
 import pytest
 import torch
+from torch import nn
 
 import segkit.exercises.s07  # noqa: F401  (registers the exercises even before __init__ imports them)
 import segkit.exercises.s08  # noqa: F401
 import segkit.exercises.s09  # noqa: F401
 from segkit.exercises.checker import EXERCISES, check
-from segkit.exercises.s07 import constant_logits_loss, error_codes
+from segkit.exercises.s07 import constant_logits_loss, error_codes, module_outputs
 from segkit.exercises.s08 import paired_difference, rank_configs
 from segkit.exercises.s09 import ladder_scores, member_problem, split_public_private
+from segkit.models import UNet
 
-NAMES = ["error_codes", "constant_logits_loss", "flip_tta_probs", "rank_configs", "paired_difference",
-         "member_problem", "split_public_private", "ladder_scores"]
+NAMES = ["error_codes", "constant_logits_loss", "flip_tta_probs", "module_outputs", "rank_configs",
+         "paired_difference", "member_problem", "split_public_private", "ladder_scores"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -105,6 +107,77 @@ def test_flip_tta_student_version_passes_and_wrong_answers_fail(capsys):
 
     for wrong in (logits_averaged, not_flipped_back, height_flipped, train_mode):
         assert_fails("flip_tta_probs", wrong, capsys)
+
+
+def hooks_by_hand(model, images, names):
+    """The notebook's solution: one forward hook per name, each storing a copy under its own name."""
+    outputs, handles = {}, []
+    for name in names:
+        def store(module, inputs, output, name=name):
+            outputs[name] = output.detach().clone()
+        handles.append(model.get_submodule(name).register_forward_hook(store))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def test_module_outputs_equal_the_submodules_called_by_hand():
+    torch.manual_seed(0)
+    stack = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True)).eval()
+    unet = UNet(num_classes=3, base_channels=4, depth=2).eval()
+    x = torch.randn(2, 3, 16, 16)
+    got = module_outputs(stack, x, ["1"])
+    with torch.no_grad():
+        batch_norm = stack[1](stack[0](x))
+        assert (batch_norm < 0).any()  # so that the in-place ReLU after it would have changed a shared tensor
+        assert torch.equal(got["1"], batch_norm)
+        got = module_outputs(unet, x, ["stem", "downs.0", "downs.1", "ups.0"])
+        stem = unet.stem(x)
+        down0 = unet.downs[0](stem)
+        down1 = unet.downs[1](down0)
+        assert torch.equal(got["stem"], stem) and torch.equal(got["downs.0"], down0)
+        assert torch.equal(got["downs.1"], down1) and torch.equal(got["ups.0"], unet.ups[0](down1, down0))
+    assert all(not module._forward_hooks for model in (stack, unet) for module in model.modules())
+
+
+def test_module_outputs_student_version_passes_and_wrong_answers_fail(capsys):
+    assert check("module_outputs", hooks_by_hand) is True
+
+    def with_hooks(keep):  # a hooks solution whose hook stores keep(name, inputs, output) under a key
+        def solution(model, images, names):
+            outputs, handles = {}, []
+            for name in names:
+                def store(module, inputs, output, name=name):
+                    key, value = keep(name, inputs, output)
+                    outputs[key] = value
+                handles.append(model.get_submodule(name).register_forward_hook(store))
+            with torch.no_grad():
+                model(images)
+            for handle in handles:
+                handle.remove()
+            return outputs
+        return solution
+
+    no_copy = with_hooks(lambda name, inputs, output: (name, output.detach()))  # the in-place ReLU changes it
+    the_input = with_hooks(lambda name, inputs, output: (name, inputs[0].detach().clone()))
+
+    def late_binding(model, images, names):  # every hook sees the loop's last name
+        outputs = {}
+        handles = [model.get_submodule(name).register_forward_hook(
+            lambda module, inputs, output: outputs.__setitem__(name, output.detach().clone()))  # noqa: B023
+            for name in names]  # fmt: skip
+        with torch.no_grad():
+            model(images)
+        for handle in handles:
+            handle.remove()
+        return outputs
+
+    for wrong in (no_copy, the_input, late_binding):
+        assert_fails("module_outputs", wrong, capsys)
 
 
 # ------------------------------------------------------------------------------------------- session 8

@@ -4,6 +4,7 @@
     constant_logits_loss   the cross-entropy of a network that outputs the same logits at every pixel
                            (the loss to expect at initialisation: log C for uniform logits)
     flip_tta_probs         test-time augmentation with a left-right flip: the average of two softmaxes
+    module_outputs         the outputs of named submodules, caught with your own forward hooks
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 from segkit.exercises.checker import Exercise, register
+from segkit.hooks import capture_outputs
+from segkit.models import UNet, build_model
 from segkit.predict import predict_probs
 
 VOID = 255
@@ -165,4 +168,66 @@ register(Exercise(
     make_cases=_tta_cases,
     hint="model.eval(); flip the width (dims=[-1] / .flip(-1)), softmax over dim 1, flip the second "
          "prediction back, then average the probabilities (not the logits)",
+))
+
+
+# ------------------------------------------------------------------------------------ forward hooks
+
+
+def module_outputs(model: nn.Module, images: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Run `model` once on `images` (no gradients, in the mode it is in) and return {name: the output of
+    the submodule `name`}, caught with forward hooks.
+
+    names: submodule names as in `model.named_modules()` ("stem", "aspp.atrous.0"); each module runs once.
+    Each value is a detached copy: a later in-place operation of the model (a ReLU(inplace=True) after a
+    BatchNorm) must not change it. The hooks are removed afterwards. Same as segkit.hooks.capture_outputs.
+    """
+    with torch.no_grad(), capture_outputs(model, names) as outputs:
+        model(images)
+    return dict(outputs)
+
+
+def _with_running_statistics(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """`model` in eval mode with BatchNorm running statistics far from 0 and 1 (so every BatchNorm acts)."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.3)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model.eval()
+
+
+def _hook_cases(rng) -> list[tuple[str, tuple]]:
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    torch.manual_seed(int(rng.integers(2**31)))  # the initial weights of the models below
+    stack = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.Conv2d(4, 2, 1))
+    unet = UNet(num_classes=3, base_channels=4, depth=2)
+    deeplab = build_model("deeplabv3", num_classes=3, backbone="resnet18", output_stride=16)
+    with torch.no_grad():
+        models = [_with_running_statistics(model, generator) for model in (stack, unet, deeplab)]
+
+    def images(*shape):
+        return torch.randn(shape, generator=generator)
+
+    return [
+        ("a BatchNorm whose output the ReLU(inplace=True) after it overwrites",
+         (models[0], images(2, 3, 8, 8), ["1"])),
+        ("every layer of the same stack", (models[0], images(1, 3, 6, 5), ["0", "1", "2", "3"])),
+        ("the encoder and decoder stages of a small UNet",
+         (models[1], images(1, 3, 16, 16), ["stem", "downs.0", "downs.1", "ups.0", "ups.1"])),
+        ("DeepLabV3: layer4, two ASPP branches and a BatchNorm inside a ResNet block",
+         (models[2], images(1, 3, 64, 64),
+          ["backbone.layer4", "aspp.atrous.0", "aspp.image_pooling", "backbone.layer1.0.bn1"])),
+    ]  # fmt: skip
+
+
+register(Exercise(
+    name="module_outputs",
+    description="{name: output of the submodule name} for one forward pass, caught with forward hooks",
+    reference=module_outputs,
+    make_cases=_hook_cases,
+    hint="for each name: model.get_submodule(name).register_forward_hook(hook); the hook gets "
+         "(module, inputs, output): store output.detach().clone() under *its own* name (a function defined "
+         "in a loop sees the loop variable's last value unless you bind it: def hook(m, i, o, name=name)); "
+         "run model(images) under torch.no_grad(), then handle.remove() every hook",
 ))
