@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: on a 2-core machine, spinning threads of one process
 # (or of the subprocesses that the resume and DDP tests start) otherwise starve the others' work.
@@ -36,3 +37,23 @@ def _no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     yield
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list:
+    """The files passed to PIL.Image.open, in order, as Paths ("a file object" for an open file).
+
+    Every image or mask a dataset decodes goes through PIL.Image.open, so tests count decodes with it:
+    `len(opened)`, `opened == []`, `Counter(opened)`, `mask_path in opened`; `opened.clear()` starts over.
+    """
+    from PIL import Image
+
+    calls = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        calls.append(Path(fp) if isinstance(fp, str | os.PathLike) else "a file object")
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return calls

@@ -12,7 +12,6 @@ import zipfile
 
 import pytest
 import torch
-from PIL import Image
 from torchvision.transforms import v2
 
 from segkit import paths
@@ -39,19 +38,6 @@ def env_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGKIT_CACHE", str(folder))
     return folder
 
-
-@pytest.fixture
-def opened(monkeypatch):
-    """The files passed to PIL.Image.open (every image or mask decode goes through it)."""
-    calls = []
-    real_open = Image.open
-
-    def counting_open(path, *args, **kwargs):
-        calls.append(path)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
-    return calls
 
 
 def config_for(root, *overrides):

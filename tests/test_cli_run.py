@@ -186,23 +186,17 @@ def test_every_command_has_help_with_examples(command, capsys):
     assert "examples:" in text and f"segkit {command} " in text
 
 
-def test_predict_on_a_labelled_split_never_opens_a_mask(run, tmp_path, monkeypatch):
+def test_predict_on_a_labelled_split_never_opens_a_mask(run, tmp_path, opened):
     """`segkit predict --split val` reads the images only: the val masks on disk are never opened."""
-    import PIL.Image
-
-    opened = []
-    real_open = PIL.Image.open
-
-    def counting_open(fp, *args, **kwargs):
-        opened.append(str(fp))
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(PIL.Image, "open", counting_open)
     out = tmp_path / "val.zip"
     assert main(["predict", str(run["run_dir"] / "last.pt"), "--split", "val", "--out", str(out)]) == 0
-    val_set = VOCSegmentation(run["root"], "val")
-    mask_paths = {str(val_set.mask_path(i)) for i in range(len(val_set))}
-    image_paths = {str(val_set.image_path(i)) for i in range(len(val_set))}
+    assert_images_read_masks_not(VOCSegmentation(run["root"], "val"), opened)
+
+
+def assert_images_read_masks_not(dataset, opened: list) -> None:
+    """Every image file of `dataset` was opened, none of its mask files."""
+    mask_paths = {dataset.mask_path(i) for i in range(len(dataset))}
+    image_paths = {dataset.image_path(i) for i in range(len(dataset))}
     assert not mask_paths & set(opened), "a mask file was opened for a prediction"
     assert image_paths <= set(opened)  # the counter does see the files that are read
 
@@ -238,22 +232,6 @@ def assert_same_masks(got: dict, expected: dict) -> None:
         np.testing.assert_array_equal(got[image_id], mask)
 
 
-@pytest.fixture
-def opened(monkeypatch):
-    """Every path given to PIL.Image.open (images and masks are all decoded through it)."""
-    import PIL.Image
-
-    paths = []
-    real_open = PIL.Image.open
-
-    def counting_open(fp, *args, **kwargs):
-        paths.append(str(fp))
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(PIL.Image, "open", counting_open)
-    return paths
-
-
 def val_images(run):
     val_set = VOCSegmentation(run["root"], "val", eval_transforms())
     return [(image_id, val_set[i][0]) for i, image_id in enumerate(val_set.ids)]
@@ -279,11 +257,7 @@ def test_predict_ignores_data_cache_and_opens_no_mask(run, tmp_path, opened):
     checkpoint = checkpoint_with(run, tmp_path / "cached.pt", cache=True, cache_dir=str(cache_dir))
     out = tmp_path / "cached.zip"
     assert main(["predict", str(checkpoint), "--split", "val", "--out", str(out)]) == 0
-    val_set = VOCSegmentation(run["root"], "val")
-    mask_paths = {str(val_set.mask_path(i)) for i in range(len(val_set))}
-    image_paths = {str(val_set.image_path(i)) for i in range(len(val_set))}
-    assert len(mask_paths & set(opened)) == 0, "a mask file was opened for a prediction"
-    assert image_paths <= set(opened)  # the counter does see the files that are read
+    assert_images_read_masks_not(VOCSegmentation(run["root"], "val"), opened)
     assert not cache_dir.exists()
 
     uncached = tmp_path / "uncached.zip"

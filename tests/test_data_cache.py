@@ -14,7 +14,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -56,19 +55,6 @@ def root(shapes_master, tmp_path):
 def cache_root(tmp_path):
     return tmp_path / "cache"
 
-
-@pytest.fixture
-def opened(monkeypatch):
-    """The number of PIL.Image.open calls (every image or mask decode goes through it)."""
-    calls = []
-    real_open = Image.open
-
-    def counting_open(path, *args, **kwargs):
-        calls.append(path)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
-    return calls
 
 
 def read_all(dataset) -> list:
