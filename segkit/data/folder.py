@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import FileDataset, load_sample
+from segkit.data.samples import FileDataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -161,14 +161,6 @@ class FolderDataset(FileDataset):
     def mask_path(self, index: int) -> Path | None:
         """Path of the mask PNG of sample `index`, or None when this split has no masks."""
         return self._masks[self.ids[index]] if self.has_masks else None
-
-    def __getitem__(self, index: int):
-        image, mask = load_sample(self.image_path(index), self.mask_path(index), self._where)
-        if self.transforms is None:
-            return image, mask
-        if mask is None:
-            return self.transforms(image), None
-        return self.transforms(image, mask)
 
     def __repr__(self) -> str:
         masks = "" if self.has_masks else ", no masks"

@@ -146,9 +146,20 @@ def file_sample(
 class FileDataset:
     """What VOCSegmentation and FolderDataset share: reading one image, or a lazy sample, from files.
 
-    A subclass provides `ids`, `transforms`, `image_path(i)`, `mask_path(i)`, `__getitem__` and `_where`
-    (the dataset and split named in error messages).
+    A subclass provides `ids`, `transforms`, `image_path(i)`, `mask_path(i)` (None without masks) and
+    `_where` (the dataset and split named in error messages).
     """
+
+    def __getitem__(self, index: int):
+        """(image, mask) of sample `index`, transformed together; (image, None) when the split has no masks
+        (the transforms then get the image alone). With transforms=None: tv_tensors.Image uint8 (3, H, W)
+        and tv_tensors.Mask int64 (H, W), 255 = void."""
+        image, mask = load_sample(self.image_path(index), self.mask_path(index), self._where)
+        if self.transforms is None:
+            return image, mask
+        if mask is None:
+            return self.transforms(image), None
+        return self.transforms(image, mask)
 
     def image(self, index: int):
         """The image of sample `index` with the transforms applied to it alone; the mask file is never

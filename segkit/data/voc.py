@@ -19,7 +19,7 @@ from pathlib import Path
 
 from segkit import paths
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import FileDataset, load_sample
+from segkit.data.samples import FileDataset
 
 VOC_OFFICIAL_PAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
@@ -136,14 +136,6 @@ class VOCSegmentation(FileDataset):
     def mask_path(self, index: int) -> Path | None:
         """Path of the mask PNG of sample `index`, or None when this split has no masks."""
         return self.mask_dir / f"{self.ids[index]}.png" if self.has_masks else None
-
-    def __getitem__(self, index: int):
-        image, mask = load_sample(self.image_path(index), self.mask_path(index), self._where)
-        if self.transforms is None:
-            return image, mask
-        if mask is None:
-            return self.transforms(image), None
-        return self.transforms(image, mask)
 
     def __repr__(self) -> str:
         masks = self.mask_dir.name if self.has_masks else "no masks"
