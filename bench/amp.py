@@ -48,11 +48,11 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segkit.build import (  # noqa: E402
-    PRETRAINED_OPTIONS,
     loss_from_config,
     model_from_config,
     optimizer_from_config,
     scheduler_from_config,
+    without_pretrained_weights,
 )
 from segkit.config import load_config  # noqa: E402
 from segkit.trainer import Trainer  # noqa: E402
@@ -86,12 +86,7 @@ def make_batch(batch: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torc
 
 def load_bench_config(name: str) -> dict:
     """The shipped config `name` with every pretrained-weights option off (nothing is downloaded)."""
-    config = load_config(name)
-    options = config["model"]["options"]
-    for key, off in PRETRAINED_OPTIONS.items():
-        if key in options:
-            options[key] = off
-    return config
+    return without_pretrained_weights(load_config(name))
 
 
 def make_trainer(config: dict, initial_model: nn.Module, batch, setting: str, device: str, run_dir: str):

@@ -256,6 +256,16 @@ def build_trainer(config: dict, resume: bool | str | None = False, source: str =
 PRETRAINED_OPTIONS = {"pretrained": False, "pretrained_backbone": False, "encoder_weights": None}
 
 
+def without_pretrained_weights(config: dict) -> dict:
+    """Switch off, in place, every model option of `config` that would fetch pretrained weights (those of
+    PRETRAINED_OPTIONS that model.options sets); returns `config`."""
+    options = config["model"]["options"]
+    for key, off in PRETRAINED_OPTIONS.items():
+        if key in options:
+            options[key] = off
+    return config
+
+
 def model_from_checkpoint(path, device: str | torch.device = "cpu"):
     """Rebuild the model of a Trainer checkpoint and load its weights; returns (model in eval mode, config).
 
@@ -270,11 +280,7 @@ def model_from_checkpoint(path, device: str | torch.device = "cpu"):
     source = f"{path} (the config stored in the checkpoint)"
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or not checkpoint.get("config"):
         raise ValueError(f"{path} is not a segkit Trainer checkpoint (it needs 'model' and 'config' entries)")
-    config = validate_config(checkpoint["config"], source=source)
-    options = config["model"]["options"]
-    for key, off in PRETRAINED_OPTIONS.items():
-        if key in options:
-            options[key] = off
+    config = without_pretrained_weights(validate_config(checkpoint["config"], source=source))
     model = model_from_config(config, num_classes=checkpoint["num_classes"], source=source)
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval(), config
