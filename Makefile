@@ -29,7 +29,7 @@ demo: .venv/.synced
 	$(RUN) segkit evaluate runs/demo/last.pt --split val
 	$(RUN) segkit predict runs/demo/last.pt --split test --out runs/demo/submission.zip
 
-# Student copies: solution cells replaced by stubs (segkit/student.py), into the git-ignored student/.
+# Student copies: solution cells replaced by stubs (segkit/course/student.py), into the git-ignored student/.
 student: .venv/.synced
 	$(RUN) segkit student --out student
 

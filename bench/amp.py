@@ -96,8 +96,8 @@ def make_trainer(config: dict, initial_model: nn.Module, batch, setting: str, de
     loader = DataLoader(TensorDataset(*batch), batch_size=len(batch[0]))
     trainer = Trainer(model, loss_from_config(config), optimizer_from_config(config, model), loader,
                       num_classes=NUM_CLASSES, run_dir=run_dir, device=device, amp=amp,
-                      channels_last=channels_last, progress_bar=False, print_table=False, tensorboard=False)
-    trainer.scheduler = scheduler_from_config(config, trainer.optimizer, total_steps=1_000_000)
+                      channels_last=channels_last, progress_bar=False, print_table=False, tensorboard=False,
+                      make_scheduler=lambda optimizer, _: scheduler_from_config(config, optimizer, 1_000_000))
     return trainer
 
 

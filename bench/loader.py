@@ -112,7 +112,8 @@ def loader_rate(loader, epochs: int) -> tuple[float, float, float]:
 def step_rate(config: dict, batch_size: int, steps: int) -> tuple[float, float]:
     """(images/s of Trainer.train_step on batches of `batch_size`, seconds per step), one warm-up step."""
     config["train"]["print_table"] = False
-    trainer = build_trainer(config, progress_bar=False)
+    config["train"]["progress_bar"] = False
+    trainer = build_trainer(config)
     images, masks = next(iter(trainer.train_loader))
     batch = [(images[:batch_size], masks[:batch_size])]
     trainer.train_step(batch)  # warm-up: allocations, autocast caches

@@ -110,8 +110,8 @@ def run_trainer(model0, dataset, args, shuffle=True) -> tuple[tuple[float, float
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(model, loss_fn, optimizer, loader, num_classes=args.classes,
-                          run_dir=f"{run_dir}/run", epochs=args.epochs, device=args.device)
-        trainer.scheduler = poly_schedule(optimizer, trainer.total_steps)
+                          run_dir=f"{run_dir}/run", epochs=args.epochs, device=args.device,
+                          make_scheduler=poly_schedule)
         clock = Clock(args.device)
         clock.start()
         with contextlib.redirect_stderr(io.StringIO()):  # the progress bar: drawn, not shown

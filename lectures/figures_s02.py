@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 from segkit import paths, viz
 from segkit.course import ensure_shapes
 from segkit.data import VOCSegmentation, train_transforms
-from segkit.predict import window_starts
+from segkit.inference import window_starts
 
 
 def _train_set() -> VOCSegmentation:
@@ -65,7 +65,7 @@ def nearest_vs_bilinear() -> Figure:
 
 def sliding_windows() -> Figure:
     """The windows of sliding-window inference on a 375 x 500 VOC-sized image, window 321, stride 214
-    (segkit.predict.window_starts), and how many windows cover each pixel."""
+    (segkit.inference.window_starts), and how many windows cover each pixel."""
     height, width, window = 375, 500, 321
     stride = window * 2 // 3
     coverage = np.zeros((height, width), dtype=np.int64)

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from segkit.exercises.s03 import CONV3, POOL, receptive_field
+from segkit.course.exercises.s03 import CONV3, POOL, receptive_field
 from segkit.models import build_model, count_parameters
 
 

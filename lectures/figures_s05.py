@@ -19,7 +19,7 @@ from segkit import losses, paths, viz
 from segkit.course import ensure_shapes
 from segkit.data import VOC_CLASSES, VOCSegmentation, eval_transforms, train_transforms
 from segkit.models import build_model
-from segkit.optim import build_optimizer, build_scheduler, lr_curve
+from segkit.optim import build_optimizer, build_scheduler, lr_curve, scheduler_factory
 from segkit.trainer import Trainer
 
 SCALES = torch.tensor([1.0, 50.0])  # f(x, y) = (x^2 + 50 y^2) / 2
@@ -114,8 +114,7 @@ def training_curves() -> Figure:
                           DataLoader(val_set, batch_size=16), num_classes=len(VOC_CLASSES),
                           class_names=VOC_CLASSES, run_dir=Path(folder) / "run", epochs=8, limit_batches=10,
                           device="cpu", progress_bar=False, print_table=False, tensorboard=False,
-                          keep_last_k=0)
-        trainer.scheduler = build_scheduler(trainer.optimizer, "poly", total_steps=trainer.total_steps)
+                          keep_last_k=0, make_scheduler=scheduler_factory("poly"))
         trainer.fit()
         figure = viz.plot_training_curves(Path(folder) / "run", keys=("train_loss", "val_loss", "miou", "lr"))
     figure.suptitle("Trainer on shapes: UNet (16 channels), 8 epochs x 10 steps, AdamW 3e-3, poly",

@@ -3,7 +3,7 @@
     python lectures/make_figures.py --only s08
 
 Both figures are seeded simulations of the statistics the lecture explains; the paired comparison uses the
-session's exercise reference (segkit.exercises.s08.paired_difference).
+session's exercise reference (segkit.course.exercises.s08.paired_difference).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from segkit.exercises.s08 import paired_difference
+from segkit.course.exercises.s08 import paired_difference
 
 
 def best_of_k() -> Figure:

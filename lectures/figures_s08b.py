@@ -3,7 +3,7 @@
     python lectures/make_figures.py --only s08b
 
 successive_halving: seeded simulated learning curves, stopped by the session's exercise reference
-(segkit.exercises.s08b.successive_halving, checked against Optuna's pruner in the tests).
+(segkit.course.exercises.s08b.successive_halving, checked against Optuna's pruner in the tests).
 autodeeplab_trellis: the network-level search space of Auto-DeepLab and the path segkit's decode_path
 (Viterbi) reads from a seeded random beta.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from segkit.exercises.s08b import successive_halving
+from segkit.course.exercises.s08b import successive_halving
 from segkit.search.autodeeplab import LEVEL_STRIDES, decode_path, path_probability, search_space_size
 
 

@@ -9,7 +9,8 @@
 
 Each function only translates config keys into the arguments of the function that really builds the part
 (nothing is re-implemented here). When that function refuses an option, the error is re-raised as a
-ConfigError that names the config key at fault, e.g. `model.options: model 'unet' has no option 'depht'`.
+ConfigError that names the config key at fault, e.g. `model.options: model 'unet' has no option 'depht' (did
+you mean 'depth'?); ...`. Names were checked already, by segkit.config, against the registries.
 
 The number of classes and their names come from the dataset: `build_trainer` writes them into the config
 (`data.classes`), so checkpoints carry them and `segkit evaluate` / `segkit predict` can rebuild the model
@@ -18,7 +19,6 @@ without guessing.
 
 from __future__ import annotations
 
-import difflib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,17 +27,14 @@ from torch.utils.data import DataLoader
 
 from segkit import paths
 from segkit.config import ConfigError
-from segkit.data import (
-    CachedDataset,
-    FolderDataset,
-    VOCSegmentation,
-    default_shapes_dir,
-    eval_transforms,
-    train_transforms,
-)
-from segkit.losses import LOSSES, build_loss
-from segkit.models import MODELS, build_model
-from segkit.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from segkit.data.cache import CachedDataset
+from segkit.data.folder import FolderDataset
+from segkit.data.shapes import default_shapes_dir
+from segkit.data.transforms import eval_transforms, train_transforms
+from segkit.data.voc import VOCSegmentation
+from segkit.losses import build_loss
+from segkit.models import build_model
+from segkit.optim import build_optimizer, build_scheduler
 
 
 @contextmanager
@@ -52,15 +49,6 @@ def blame(key: str, source: str = "config"):
         raise ConfigError(source, [f"{key}: {error}"]) from error
     except FileNotFoundError as error:  # a folder named by the config is missing: name the key too
         raise FileNotFoundError(f"{source}: {key}: {error}") from error
-
-
-def check_name(key: str, name: str, registry: dict, source: str = "config") -> None:
-    """A ConfigError naming `key` when `name` is not in `registry` (with a "did you mean" hint)."""
-    if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        known = ", ".join(sorted(registry))
-        raise ConfigError(source, [f"{key}: unknown name {name!r}{hint}; known: {known}"])
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -106,6 +94,7 @@ def build_dataset(
         transforms = train_transforms(
             crop_size=data["crop_size"], base_size=data["base_size"], scale_range=tuple(data["scale_range"]),
             hflip=data["hflip"], vflip=data["vflip"], mean=tuple(data["mean"]), std=tuple(data["std"]),
+            ignore_index=data["ignore_index"],
         )
     else:
         transforms = eval_transforms(mean=tuple(data["mean"]), std=tuple(data["std"]))
@@ -174,23 +163,21 @@ def model_from_config(config: dict, num_classes: int | None = None, source: str 
             raise ConfigError(source, ["data.classes: unknown; build the dataset first (build_trainer does)"])
         num_classes = len(classes)
     model = config["model"]
-    check_name("model.name", model["name"], MODELS, source)
     with blame("model.options", source):
         return build_model(model["name"], num_classes=num_classes, **model["options"])
 
 
 def loss_from_config(config: dict, source: str = "config") -> torch.nn.Module:
-    """segkit.losses.build_loss({"name": loss.name, **loss.options})."""
+    """segkit.losses.build_loss({"name": loss.name, **loss.options}, ignore_index=data.ignore_index)."""
     loss = config["loss"]
-    check_name("loss.name", loss["name"], LOSSES, source)
     with blame("loss.options", source):
-        return build_loss({"name": loss["name"], **loss["options"]})
+        spec = {"name": loss["name"], **loss["options"]}
+        return build_loss(spec, ignore_index=config["data"]["ignore_index"])
 
 
 def optimizer_from_config(config: dict, model: torch.nn.Module, source: str = "config"):
     """segkit.optim.build_optimizer(model, optimizer.name, lr, weight_decay, **optimizer.options)."""
     opt = config["optimizer"]
-    check_name("optimizer.name", opt["name"], OPTIMIZERS, source)
     with blame("optimizer.options", source):
         return build_optimizer(model, opt["name"], lr=opt["lr"], weight_decay=opt["weight_decay"],
                                **opt["options"])
@@ -199,7 +186,6 @@ def optimizer_from_config(config: dict, model: torch.nn.Module, source: str = "c
 def scheduler_from_config(config: dict, optimizer, total_steps: int, source: str = "config"):
     """segkit.optim.build_scheduler(optimizer, schedule.name, total_steps, **schedule.options)."""
     schedule = config["schedule"]
-    check_name("schedule.name", schedule["name"], SCHEDULERS, source)
     with blame("schedule.options", source):
         return build_scheduler(optimizer, schedule["name"], total_steps=total_steps, **schedule["options"])
 
@@ -215,13 +201,15 @@ def run_dir(config: dict) -> Path:
     return paths.runs_root(run["dir"]) / run["name"]
 
 
-def build_trainer(config: dict, resume: bool | str | None = False, source: str = "config", **trainer_options):
+def build_trainer(config: dict, resume: bool | str | None = False, source: str = "config", callbacks=None):
     """A Trainer for `config`: datasets, loaders, model, loss, optimizer, schedule, run folder.
 
     resume: False, True (= "auto") or a mode of segkit.trainer.RESUME_MODES (see the Trainer's `resume`).
+    callbacks: extra segkit.trainer.Callback objects. Every other Trainer option comes from the config's
+    train section (train.progress_bar, train.print_table, ...).
 
     Fills `config["data"]["classes"]` from the training set (so the saved config and every checkpoint
-    name the classes). trainer_options are passed on to Trainer (e.g. progress_bar=False, callbacks=...).
+    name the classes). The schedule is built by the Trainer once it knows its number of steps.
     """
     from segkit.trainer import Trainer
 
@@ -232,22 +220,17 @@ def build_trainer(config: dict, resume: bool | str | None = False, source: str =
     model = model_from_config(config, source=source)
     loss_fn = loss_from_config(config, source=source)
     optimizer = optimizer_from_config(config, model, source=source)
-    train = config["train"]
+
+    def make_scheduler(optimizer, total_steps: int):
+        return scheduler_from_config(config, optimizer, total_steps, source=source)
+
     with blame("train", source):
-        trainer = Trainer(
+        return Trainer(
             model, loss_fn, optimizer, train_loader(config, train_set), eval_loader(config, val_set),
             num_classes=len(train_set.classes), class_names=list(train_set.classes), run_dir=run_dir(config),
-            epochs=train["epochs"], device=train["device"], amp=train["amp"],
-            channels_last=train["channels_last"], grad_accum_steps=train["grad_accum_steps"],
-            clip_grad_norm=train["clip_grad_norm"], micro_batch_size=train["micro_batch_size"],
-            overfit_batches=train["overfit_batches"], limit_batches=train["limit_batches"],
-            checkpoint_every_steps=train["checkpoint_every_steps"], keep_last_k=train["keep_last_k"],
-            best_metric=train["best_metric"], best_mode="min" if train["best_metric"] == "loss" else "max",
-            seed=train["seed"], resume=resume, sync_batchnorm=train["sync_batchnorm"], config=config,
-            print_table=train["print_table"], **trainer_options,
+            make_scheduler=make_scheduler, resume=resume, ignore_index=config["data"]["ignore_index"],
+            config=config, callbacks=callbacks, **config["train"],
         )
-    trainer.scheduler = scheduler_from_config(config, trainer.optimizer, trainer.total_steps, source=source)
-    return trainer
 
 
 # ------------------------------------------------------------------------------------- from a checkpoint

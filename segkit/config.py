@@ -21,13 +21,16 @@ listing all three, each with the key path and what was expected:
       optimizer.lr: expected a number > 0, got -0.1
       train.epoch: unknown key (did you mean 'epochs'?)
 
-What the schema cannot know (is 'unet' a model? does this option exist for it?) is checked when the parts are
-built, in segkit.build, with errors that name the key the same way.
+Names are checked here too, against the registries (segkit.registry: unknown model 'unte', did you mean
+'unet'?), without importing torch. What needs the constructors themselves (does this option exist for that
+model?) is checked when the parts are built, in segkit.build, with errors that name the key the same way.
+
+The `train` section is also the one home of the Trainer's options: `train_options(**given)` checks keyword
+arguments of the Python API against the same fields and fills the same defaults.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass
@@ -35,6 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from segkit.data.masks import VOID_INDEX
+from segkit.losses import LOSSES
+from segkit.models import MODELS
+from segkit.optim import OPTIMIZERS, SCHEDULERS
+from segkit.registry import RegistryError, did_you_mean
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SECTION_NAMES = ("data", "model", "loss", "optimizer", "schedule", "train", "run")
@@ -113,13 +122,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
                        "augmentation stays random"),
         "cache_dir": Field(str, None, "folder for data.cache; null = $SEGKIT_CACHE or data/cache",
                            nullable=True),
+        "ignore_index": Field(int, VOID_INDEX, "mask value of void pixels, left out of the loss, the metrics "
+                              "and the Trainer's pixel weights; padding of crops is filled with it",
+                              minimum=0, maximum=255),
     },
     "model": {
-        "name": Field(str, "unet", "a key of segkit.models.MODELS"),
+        "name": Field(str, "unet", "a name in segkit.models.MODELS"),
         "options": Field(dict, {}, "keyword arguments for build_model (num_classes comes from the data)"),
     },
     "loss": {
-        "name": Field(str, "cross_entropy", "a key of segkit.losses.LOSSES"),
+        "name": Field(str, "cross_entropy", "a name in segkit.losses.LOSSES"),
         "options": Field(dict, {}, "keyword arguments for build_loss; name 'aux' wraps options.loss for "
                          "models with an auxiliary head"),
     },
@@ -159,6 +171,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "device": Field(str, "auto", "auto (cuda when available), cpu, cuda, cuda:1, mps ..."),
         "sync_batchnorm": Field(bool, False, "under torchrun: convert BatchNorm to SyncBatchNorm"),
         "print_table": Field(bool, True, "print the per-class table after every evaluation"),
+        "progress_bar": Field(bool, True, "a progress bar per epoch (terminal or notebook)"),
+        "tensorboard": Field(bool, True, "also log to <run folder>/tensorboard when the tensorboard package "
+                             "is installed (segkit[tensorboard])"),
     },
     "run": {
         "dir": Field(str, None, "folder that holds run folders; null = $SEGKIT_RUNS or runs/", nullable=True),
@@ -271,11 +286,6 @@ def _show(value: Any) -> str:
     return f"{value!r} ({kind})"
 
 
-def _did_you_mean(name: str, candidates) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Whole configs
 # ---------------------------------------------------------------------------------------------------------
@@ -292,27 +302,15 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     resolved = {}
     for section in raw:
         if section not in SCHEMA:
-            problems.append(f"{section}: unknown section{_did_you_mean(str(section), SCHEMA)}; "
+            problems.append(f"{section}: unknown section{did_you_mean(str(section), SCHEMA)}; "
                             f"sections are {', '.join(SECTION_NAMES)}")
-    for section, fields in SCHEMA.items():
+    for section in SCHEMA:
         given = raw.get(section) or {}
         if not isinstance(given, dict):
             problems.append(f"{section}: expected a mapping of keys, got {_show(given)}")
             given = {}
-        for key in given:
-            if key not in fields:
-                problems.append(f"{section}.{key}: unknown key{_did_you_mean(str(key), fields)}")
-        resolved[section] = {}
-        for key, field in fields.items():
-            if key not in given:
-                value = field.default
-                resolved[section][key] = list(value) if isinstance(value, list) else (
-                    dict(value) if isinstance(value, dict) else value)
-                continue
-            try:
-                resolved[section][key] = check_value(given[key], field)
-            except ValueError as error:
-                problems.append(f"{section}.{key}: {error}")
+        resolved[section], section_problems = check_section(section, given)
+        problems += section_problems
     if not problems:
         problems = _check_together(resolved)
     if problems:
@@ -320,16 +318,58 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     return resolved
 
 
+def check_section(section: str, given: dict) -> tuple[dict, list[str]]:
+    """(the section with defaults filled in, its problems as 'section.key: message' strings)."""
+    fields = SCHEMA[section]
+    problems = [f"{section}.{key}: unknown key{did_you_mean(str(key), fields)}" for key in given
+                if key not in fields]
+    resolved = {}
+    for key, field in fields.items():
+        if key not in given:
+            value = field.default
+            resolved[key] = list(value) if isinstance(value, list) else (
+                dict(value) if isinstance(value, dict) else value)
+            continue
+        try:
+            resolved[key] = check_value(given[key], field)
+        except ValueError as error:
+            problems.append(f"{section}.{key}: {error}")
+    return resolved, problems
+
+
+# The registry of each section's `name` key (looking a name up imports neither torch nor the part).
+REGISTRIES = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULERS}
+
+
 def _check_together(config: dict) -> list[str]:
-    """Rules that involve two keys at once."""
+    """Rules that involve two keys at once, and the part names (against their registries)."""
     problems = []
     low, high = config["data"]["scale_range"]
     if low > high:
         problems.append(f"data.scale_range: expected [low, high] with low <= high, got {[low, high]}")
-    train = config["train"]
-    if train["overfit_batches"] and train["limit_batches"] is not None:
-        problems.append("train.limit_batches: cannot be combined with train.overfit_batches; set one of them")
+    problems += _train_rules(config["train"])
+    for section, registry in REGISTRIES.items():
+        try:
+            registry.check_name(config[section]["name"])
+        except RegistryError as error:
+            problems.append(f"{section}.name: {error}")
     return problems
+
+
+def _train_rules(train: dict) -> list[str]:
+    if train["overfit_batches"] and train["limit_batches"] is not None:
+        return ["train.limit_batches: cannot be combined with train.overfit_batches; set one of them"]
+    return []
+
+
+def train_options(source: str = "Trainer", **given) -> dict:
+    """The Trainer's options: `given` checked against SCHEMA["train"] (the keys of a config's train
+    section), the defaults of the schema filled in. Raises ConfigError naming every option at fault."""
+    resolved, problems = check_section("train", given)
+    problems += _train_rules(resolved)
+    if problems:
+        raise ConfigError(source, problems)
+    return resolved
 
 
 def shipped_configs() -> list[str]:
@@ -354,7 +394,7 @@ def find_config(name_or_path: str | os.PathLike) -> Path:
         return shipped
     raise FileNotFoundError(
         f"config {str(name_or_path)!r} is neither a file nor a shipped config"
-        f"{_did_you_mean(path.stem, shipped_configs())}; shipped configs: {', '.join(shipped_configs())}"
+        f"{did_you_mean(path.stem, shipped_configs())}; shipped configs: {', '.join(shipped_configs())}"
     )
 
 
@@ -390,7 +430,7 @@ def apply_overrides(raw: dict, overrides) -> dict:
         free_below = field is not None and field.kind is dict
         if field is None or (len(keys) > 2 and not free_below):
             dotted = ".".join(keys)
-            raise ConfigError("--set", [f"{dotted}: unknown key{_did_you_mean(dotted, all_paths)}"])
+            raise ConfigError("--set", [f"{dotted}: unknown key{did_you_mean(dotted, all_paths)}"])
         node = raw
         for key in keys[:-1]:
             if not isinstance(node.get(key), dict):

@@ -35,6 +35,8 @@ import math
 import torch
 import torch.distributed as dist
 
+from segkit.data.masks import VOID_INDEX
+
 
 class ConfusionMatrix:
     """Streaming confusion matrix: call `update` for each batch, `compute` at the end.
@@ -49,7 +51,7 @@ class ConfusionMatrix:
     Attribute `matrix`: (C, C) int64, rows = truth, columns = prediction.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255, device=None) -> None:
+    def __init__(self, num_classes: int, ignore_index: int | None = VOID_INDEX, device=None) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)

@@ -17,8 +17,8 @@ data/ and runs/ are git-ignored, and so is the cache (it lives inside data/).
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +84,42 @@ def pretrained_root(explicit: str | os.PathLike | None = None) -> Path | None:
     """The folder for pretrained weights: `explicit` > $SEGKIT_PRETRAINED > None.
 
     None means: use torchvision's and Hugging Face's own caches, so weights that any other project already
-    downloaded are found (see segkit.models.pretrained.torch_weights_dir / hf_weights_dir).
+    downloaded are found (see torch_weights_dir / hf_weights_dir).
     """
     return locate("pretrained", explicit).path
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir(), computed without importing torch: $TORCH_HOME/hub, else
+    $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub. Once torch is loaded, torch's own answer is used
+    (it also knows a folder set with torch.hub.set_dir)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir())
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))).expanduser() / "hub"
+
+
+def torch_weights_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where torchvision's weight files are looked for and downloaded to.
+
+    root: default pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/torch/checkpoints; not set: torch's
+    own cache, torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub/checkpoints).
+    """
+    root = pretrained_root(root)
+    return root / "torch" / "checkpoints" if root is not None else torch_hub_dir() / "checkpoints"
+
+
+def hf_weights_dir(root: str | os.PathLike | None = None) -> Path:
+    """The Hugging Face hub cache used for smp's (and timm's) weights.
+
+    root: default pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/huggingface; not set:
+    huggingface_hub's own cache ($HF_HOME/hub).
+    """
+    from huggingface_hub import constants
+
+    root = pretrained_root(root)
+    return root / "huggingface" if root is not None else Path(constants.HF_HUB_CACHE)
 
 
 def is_quick() -> bool:
@@ -100,8 +133,6 @@ def describe_paths(data=None, cache=None, runs=None, pretrained=None) -> str:
     The arguments play the part of explicit arguments (as `segkit paths --data ...` passes them). The
     pretrained row is followed by the two folders where weights are really looked for.
     """
-    from segkit.models.pretrained import hf_weights_dir, torch_weights_dir
-
     explicit = {"data": data, "cache": cache, "runs": runs, "pretrained": pretrained}
     rows = []
     for name in LOCATIONS:
@@ -120,24 +151,3 @@ def describe_paths(data=None, cache=None, runs=None, pretrained=None) -> str:
     lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in [header, *rows]]
     lines.append("precedence: argument > environment variable > default")
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _run_paths(args: argparse.Namespace) -> int:
-    print(describe_paths(args.data, args.cache, args.runs, args.pretrained))
-    return 0
-
-
-def add_paths_commands(subparsers) -> None:
-    """Register `segkit paths`."""
-    parser = subparsers.add_parser(
-        "paths",
-        help="show where segkit reads data and writes caches, runs and pretrained weights",
-        description="Print segkit's folders, where each value came from (argument, environment variable "
-        "or default) and whether the folder exists. Precedence: argument > environment > default.",
-        epilog="examples:\n  segkit paths\n  SEGKIT_CACHE=/scratch/cache segkit paths\n"
-        "  segkit paths --data /datasets/voc",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for name, (env_var, _) in LOCATIONS.items():
-        parser.add_argument(f"--{name}", metavar="DIR", help=f"explicit value (wins over ${env_var})")
-    parser.set_defaults(func=_run_paths)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.models.autodeeplab.network import resize
 from segkit.optim import param_groups
 from segkit.search.autodeeplab import (
     OP_NAMES,
@@ -35,7 +36,6 @@ from segkit.search.autodeeplab import (
     path_probability,
     search_space_size,
 )
-from segkit.search.autodeeplab.network import resize
 
 STRIDES = (4, 8, 16, 32)
 

@@ -144,8 +144,8 @@ def test_cache_false_is_the_default_and_writes_nothing(root, env_cache, opened):
 
 def trained_one_step(root, run_dir, *overrides):
     config = config_for(root, f"run.dir={run_dir}", "run.name=tiny", "train.epochs=1",
-                        "train.limit_batches=1", *overrides)
-    trainer = build_trainer(config, progress_bar=False)
+                        "train.limit_batches=1", "train.progress_bar=false", *overrides)
+    trainer = build_trainer(config)
     trainer.fit()
     return trainer
 

@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_competition_setup import load_script
+from test_competition_setup import competition
 
 from segkit.cli import main as segkit
 from segkit.competition.board import Board
@@ -27,19 +27,17 @@ def test_train_predict_score_leaderboard_equals_evaluate(tmp_path, capsys):
 
     # instructor: set up; student: predict the test split; instructor: score and show the board
     comp = tmp_path / "comp"
-    assert load_script("setup").main(["--data", str(root), "--out", str(comp), "--seed", "4"]) == 0
+    assert competition("setup", "--data", str(root), "--out", str(comp), "--seed", "4") == 0
     submission = tmp_path / "submission.zip"
     assert segkit(["predict", str(checkpoint), "--split", "test", "--out", str(submission)]) == 0
     capsys.readouterr()
-    assert load_script("score").main([str(submission), "--team", "demo", "--truth", str(comp / "truth"),
-                                      "--board", str(comp / "board")]) == 0
+    assert competition("score", str(submission), "--team", "demo", "--comp", str(comp)) == 0
     printed = capsys.readouterr().out
     (row,) = Board(comp / "board").submissions()
     assert row.accepted and f"Public mIoU: {row.public_miou:.4f}" in printed
-    leaderboard = load_script("leaderboard")
-    assert leaderboard.main(["--board", str(comp / "board")]) == 0
+    assert competition("leaderboard", "--comp", str(comp)) == 0
     assert capsys.readouterr().out.splitlines()[2].split()[:3] == ["1", "demo", f"{row.public_miou:.4f}"]
-    assert leaderboard.main(["--board", str(comp / "board"), "--final"]) == 0
+    assert competition("leaderboard", "--comp", str(comp), "--final") == 0
     assert capsys.readouterr().out.splitlines()[2].split()[:3] == ["1", "demo", f"{row.private_miou:.4f}"]
 
     # the reference: reveal the test labels to segkit evaluate, one split file per part of the test set

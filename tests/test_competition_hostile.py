@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from test_competition_setup import (
     SIZES,
-    load_script,
+    competition,
     make_competition,
     noisy,
     png_bytes,
@@ -26,6 +26,7 @@ from test_competition_setup import (
     write_zip,
 )
 
+from segkit.cli.competition import write_leaderboard
 from segkit.competition.board import Board
 from segkit.competition.rules import load_rules
 from segkit.competition.submission import (
@@ -199,11 +200,10 @@ def tree(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
 
 def board_state(comp) -> tuple:
     """Every stored score, and both leaderboards as written to disk."""
-    leaderboard = load_script("leaderboard")
     rows = Board(comp.board).submissions()
     pages = []
     for final in (False, True):
-        leaderboard.write_leaderboard(comp.board, final=final)
+        write_leaderboard(comp.board, final=final)
         pages += [(comp.board / name).read_bytes() for name in ("leaderboard.md", "leaderboard.html")]
     return rows, pages
 
@@ -274,8 +274,7 @@ def test_every_problem_is_reported_in_one_pass(tmp_path, capsys):
     members["img_d.png"] = png_bytes(np.full(SIZES["img_d"], 40, np.uint8))  # out of range
     path = write_zip(tmp_path / "many.zip", [*members.items(), ("img_a.png", members["img_a.png"]),
                                              ("../evil.png", b"x"), ("bonus.png", b"x")])
-    code = load_script("score").main([str(path), "--team", "mallory", "--truth", str(comp.truth),
-                                      "--board", str(comp.board)])
+    code = competition("score", str(path), "--team", "mallory", "--comp", str(comp.truth.parent))
     printed = capsys.readouterr().out
     assert code == 1
     assert "REJECTED: 8 problem(s)" in printed

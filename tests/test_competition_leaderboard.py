@@ -11,8 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_competition_setup import load_script
+from test_competition_setup import competition
 
+from segkit.cli.competition import write_leaderboard
 from segkit.competition.board import Board, BoardError
 from segkit.competition.ranking import final_standings, ladder, live_standings
 from segkit.competition.render import to_markdown
@@ -90,10 +91,9 @@ def test_choices_are_checked(tmp_path, capsys):
         board.select("owls", [4])
     with pytest.raises(BoardError, match="#6 was rejected"):
         board.select("moles", [6])
-    choose = load_script("choose")
-    assert choose.main(["--board", str(board.folder), "--team", "owls", "3", "1"]) == 0
+    assert competition("choose", "--comp", str(board.folder.parent), "--team", "owls", "3", "1") == 0
     assert "counted submissions #1, #3" in capsys.readouterr().out
-    assert choose.main(["--board", str(board.folder), "--team", "owls", "4"]) == 2
+    assert competition("choose", "--comp", str(board.folder.parent), "--team", "owls", "4") == 2
     assert board.selections() == {"owls": [1, 3]}
 
 
@@ -110,7 +110,7 @@ def test_ties_go_to_the_earlier_submission_and_ladder_shows_its_score(tmp_path):
 def test_leaderboard_script_writes_markdown_and_html(tmp_path, capsys):
     board = empty_board(tmp_path / "board")
     fill(board, [*ENTRIES, ("a|b", 0.1, 0.1)])
-    assert load_script("leaderboard").main(["--board", str(board.folder)]) == 0
+    assert competition("leaderboard", "--comp", str(board.folder.parent)) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[2].split() == ["1", "owls", "0.7000", "3", "2026-03-02", "09:02"]
     markdown = (board.folder / "leaderboard.md").read_text()
@@ -120,8 +120,8 @@ def test_leaderboard_script_writes_markdown_and_html(tmp_path, capsys):
     assert "http" not in page.replace('http-equiv="refresh"', "")  # no external resources
     assert "<script" not in page
 
-    assert load_script("leaderboard").main(["--board", str(board.folder), "--final", "--out",
-                                            str(tmp_path / "out")]) == 0
+    assert competition("leaderboard", "--comp", str(board.folder.parent), "--final", "--out",
+                                            str(tmp_path / "out")) == 0
     final_md = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "| 1 | moles | 0.8000 | 0.4000 | 3 | ▲ 2 |" in final_md
     assert "No accepted submission yet." in to_markdown([], final=False)
@@ -130,7 +130,7 @@ def test_leaderboard_script_writes_markdown_and_html(tmp_path, capsys):
 def test_html_escapes_team_names(tmp_path):
     board = empty_board(tmp_path / "board")
     fill(board, [("<b>x</b>", 0.5, 0.5)])  # the board stores any name; score.py refuses such names earlier
-    load_script("leaderboard").main(["--board", str(board.folder)])
+    competition("leaderboard", "--comp", str(board.folder.parent))
     page = (board.folder / "leaderboard.html").read_text()
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
 
@@ -192,14 +192,13 @@ def test_html_page_renders_in_headless_chromium_with_the_boards_ranking(tmp_path
     binary = find_or_install_chromium()
     board = empty_board(tmp_path / "board")
     fill(board, [*ENTRIES, ("Über Net", 0.69, 0.1)])
-    leaderboard = load_script("leaderboard")
     for final, expected in (
         (False, [["1", "owls", "0.7000"], ["2", "Über Net", "0.6900"], ["3", "eagles", "0.6800"],
                  ["4", "moles", "0.4000"]]),
         (True, [["1", "moles", "0.8000"], ["2", "owls", "0.7200"], ["3", "eagles", "0.6900"],
                 ["4", "Über Net", "0.1000"]]),
     ):
-        leaderboard.write_leaderboard(board.folder, final=final)
+        write_leaderboard(board.folder, final=final)
         url = (board.folder / "leaderboard.html").resolve().as_uri()
         done = run_chromium(binary, tmp_path / "profile", "--dump-dom", url)
         assert done.returncode == 0, done.stderr[-2000:]

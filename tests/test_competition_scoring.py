@@ -17,7 +17,7 @@ import torch
 from test_competition_setup import (
     NUM_CLASSES,
     SIZES,
-    load_script,
+    competition,
     make_competition,
     noisy,
     png_bytes,
@@ -106,8 +106,7 @@ def test_student_sees_public_numbers_only(tmp_path, capsys):
     rng = np.random.default_rng(7)
     predictions = {i: noisy(comp.masks[i], rng, flip=0.5) for i in SIZES}
     path = prediction_zip(tmp_path / "sub.zip", predictions)
-    code = load_script("score").main([str(path), "--team", "owls", "--truth", str(comp.truth),
-                                      "--board", str(comp.board)])
+    code = competition("score", str(path), "--team", "owls", "--comp", str(comp.truth.parent))
     printed = capsys.readouterr().out
     assert code == 0
     (row,) = Board(comp.board).submissions()
@@ -126,7 +125,6 @@ def test_student_sees_public_numbers_only(tmp_path, capsys):
 
 def test_ladder_hides_small_changes_from_the_student(tmp_path, capsys):
     comp = make_competition(tmp_path, ladder_margin=0.05)
-    score = load_script("score")
     rng = np.random.default_rng(8)
     noisy_zip = prediction_zip(tmp_path / "noisy.zip",
                                {i: noisy(comp.masks[i], rng, flip=0.6) for i in SIZES})
@@ -134,8 +132,8 @@ def test_ladder_hides_small_changes_from_the_student(tmp_path, capsys):
     perfect_zip = prediction_zip(tmp_path / "perfect.zip", perfect)
     lines = []
     for path in (noisy_zip, noisy_zip, perfect_zip):
-        argv = [str(path), "--team", "owls", "--truth", str(comp.truth), "--board", str(comp.board)]
-        assert score.main(argv) == 0
+        argv = [str(path), "--team", "owls", "--comp", str(comp.truth.parent)]
+        assert competition("score", *argv) == 0
         printed = capsys.readouterr().out
         lines.append(next(line for line in printed.splitlines() if line.startswith("Public score (Ladder")))
         assert "Per class" not in printed  # per-class IoUs would give the exact score away
@@ -168,24 +166,22 @@ def test_bad_team_names_and_missing_files_are_refused_without_recording(tmp_path
     assert team_name_problem("the owls_2.0") is None
     for name in ("", " owls", "x" * 41, "<script>", "a|b", "new\nline"):
         assert team_name_problem(name), name
-    score = load_script("score")
     sample = str(comp.root / "sample_submission.zip")
-    assert score.main([sample, "--team", "<b>", "--truth", str(comp.truth), "--board", str(comp.board)]) == 2
+    assert competition("score", sample, "--team", "<b>", "--comp", str(comp.truth.parent)) == 2
     assert "team name '<b>' has characters" in capsys.readouterr().err
-    assert score.main([str(tmp_path / "nope.zip"), "--team", "a", "--truth", str(comp.truth),
-                       "--board", str(comp.board)]) == 2
+    missing = tmp_path / "nope.zip"
+    assert competition("score", missing, "--team", "a", "--comp", comp.truth.parent) == 2
     assert "nope.zip not found" in capsys.readouterr().err
-    assert score.main([sample, "--team", "a", "--truth", str(comp.truth), "--board", str(tmp_path)]) == 2
+    assert competition("score", sample, "--team", "a", "--comp", str(tmp_path)) == 2
     assert "no board at" in capsys.readouterr().err
     assert Board(comp.board).submissions() == []
 
 
 def _score_in_child(barrier, argv: list[str], out_path: str) -> None:
     """Runs in a forked process: wait for the others, then run competition/score.py's main."""
-    score = load_script("score")
     barrier.wait()
     with open(out_path, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = score.main(argv)
+        code = competition("score", *argv)
     os._exit(code)
 
 
@@ -208,7 +204,7 @@ def test_eight_concurrent_scorings_all_land(tmp_path):
     barrier = context.Barrier(len(jobs))
     processes = []
     for number, (team, path) in enumerate(jobs):
-        argv = [str(path), "--team", team, "--truth", str(comp.truth), "--board", str(comp.board)]
+        argv = [str(path), "--team", team, "--comp", str(comp.truth.parent)]
         output = str(tmp_path / f"out{number}")
         process = context.Process(target=_score_in_child, args=(barrier, argv, output))
         process.start()

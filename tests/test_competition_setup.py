@@ -4,7 +4,6 @@ it, PNG bytes and zips made in memory."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import zipfile
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segkit.cli import main as segkit_main
 from segkit.competition.board import Board
 from segkit.competition.rules import RulesError, load_rules
 from segkit.competition.truth import TestSet, TruthError, split_ids
@@ -29,12 +29,9 @@ SIZES = {"img_a": (12, 16), "img_b": (10, 14), "img_c": (12, 16), "img_d": (8, 9
 CLASSES_USED = (0, 1, 3, 7, 15)
 
 
-def load_script(name: str):
-    """Import competition/<name>.py as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"competition_{name}", REPO / "competition" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def competition(command: str, *argv) -> int:
+    """`segkit competition COMMAND ARGV...`, as the instructor types it; returns the exit status."""
+    return segkit_main(["competition", command, *map(str, argv)])
 
 
 def random_truth(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -125,9 +122,9 @@ def prediction_zip(path: Path, predictions: dict[str, np.ndarray], mode: str = "
 
 def test_setup_script_writes_truth_split_board_and_a_valid_sample(tmp_path, capsys):
     masks = make_dataset(tmp_path / "data")
-    code = load_script("setup").main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "comp"),
+    code = competition("setup", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "comp"),
                                       "--seed", "11", "--public-fraction", "0.5", "--daily-limit", "3",
-                                      "--ladder-margin", "0.02"])
+                                      "--ladder-margin", "0.02")
     assert code == 0
     printed = capsys.readouterr().out
     assert "seed (keep private): 11" in printed
@@ -169,8 +166,8 @@ def test_split_is_deterministic_in_the_seed_and_partitions_the_ids():
 
 def test_setup_on_the_shapes_dataset_gives_an_accepted_sample(tmp_path):
     make_shapes(tmp_path / "shapes", seed=0, size=32, n_train=1, n_val=1, n_test=4)
-    assert load_script("setup").main(["--data", str(tmp_path / "shapes"), "--out", str(tmp_path / "comp"),
-                                      "--seed", "1"]) == 0
+    assert competition("setup", "--data", str(tmp_path / "shapes"), "--out", str(tmp_path / "comp"),
+                                      "--seed", "1") == 0
     from segkit.competition.scoring import submit
 
     row, result = submit(tmp_path / "comp" / "sample_submission.zip", "baseline", tmp_path / "comp" / "truth",
@@ -185,20 +182,19 @@ def test_setup_on_the_shapes_dataset_gives_an_accepted_sample(tmp_path):
 
 
 def test_setup_errors_name_the_problem(tmp_path, capsys):
-    setup = load_script("setup")
-    assert setup.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c1")]) == 2
+    assert competition("setup", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c1")) == 2
     assert "test.txt not found" in capsys.readouterr().err
 
     make_dataset(tmp_path / "data")
     bad = np.zeros((12, 16), np.uint8)
     bad[0, 0] = 30  # neither a class nor void
     write_mask(tmp_path / "data" / "test-labels" / "img_a.png", bad)
-    assert setup.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c2")]) == 2
+    assert competition("setup", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "c2")) == 2
     assert "img_a.png: values [30]" in capsys.readouterr().err
 
     write_mask(tmp_path / "data" / "test-labels" / "img_a.png", np.zeros((12, 16), np.uint8))
-    assert setup.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c3")]) == 0
-    assert setup.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "c3")]) == 2
+    assert competition("setup", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "c3")) == 0
+    assert competition("setup", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "c3")) == 2
     assert "already holds a competition" in capsys.readouterr().err
 
 

@@ -3,6 +3,9 @@ what the DeepLab papers say; and build errors name the config key at fault."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -111,17 +114,38 @@ def test_deeplab_recipe_values():
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("model.name=unte", "model.name: unknown name 'unte' (did you mean 'unet'?)"),
-        ("model.options.depht=3", "model.options: model 'unet' has no option 'depht'"),
-        ("loss.name=dicee", "loss.name: unknown name 'dicee' (did you mean 'dice'?)"),
-        ("loss.options.gama=2", "loss.options:"),
-        ("optimizer.name=adan", "optimizer.name: unknown name 'adan'"),
-        ("optimizer.options.momentun=0.9", "optimizer.options:"),
-        ("schedule.name=polyy", "schedule.name: unknown name 'polyy' (did you mean 'poly'?)"),
-        ("schedule.options.powr=0.9", "schedule.options:"),
+        ("model.name=unte", "model.name: unknown model 'unte' (did you mean 'unet'?); known models: "),
+        ("loss.name=dicee", "loss.name: unknown loss 'dicee' (did you mean 'dice'?); known losses: "),
+        ("optimizer.name=adan", "optimizer.name: unknown optimizer 'adan' (did you mean 'adam'?)"),
+        ("schedule.name=polyy", "schedule.name: unknown schedule 'polyy' (did you mean 'poly'?)"),
+    ],
+)
+def test_unknown_names_are_config_errors_found_without_torch(override, key):
+    """Names are checked with the config, against the registries, in a process that never imports torch."""
+    code = ("import sys\nfrom segkit.config import ConfigError, load_config\n"
+            f"try:\n    load_config('shapes_unet', [{override!r}])\n"
+            "except ConfigError as error:\n    print(error)\n"
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert key in out, out
+    assert out.strip().endswith("torch not imported")
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.options.depht=3", "model.options: model 'unet' has no option 'depht' (did you mean "
+                                  "'depth'?)"),
+        ("loss.options.gama=2", "loss.options: loss ('cross_entropy'): loss 'cross_entropy' has no option "
+                                "'gama'"),
+        ("optimizer.options.momentun=0.9",
+         "optimizer.options: optimizer 'adamw' has no option 'momentun'; its options: betas, eps, "),
+        ("schedule.options.powr=0.9", "schedule.options: schedule 'poly' has no option 'powr' (did you mean "
+                                      "'power'?)"),
     ],
 )
 def test_build_errors_name_the_config_key(override, key, tiny_shapes):
+    """Options are checked against the constructors when the parts are built, in one wording (registry)."""
     config = load_config("shapes_unet", [f"data.root={tiny_shapes}", override])
     config["data"]["classes"] = list(VOC_CLASSES)
     with pytest.raises(ConfigError) as info:

@@ -29,7 +29,7 @@ from segkit.data import (
     subset,
     train_transforms,
 )
-from segkit.predict import write_submission
+from segkit.inference import write_submission
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

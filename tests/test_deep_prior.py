@@ -20,8 +20,7 @@ from torch.utils.data import DataLoader
 from segkit.data import make_shapes
 from segkit.losses import build_loss
 from segkit.models import build_model, count_parameters
-from segkit.optim import build_optimizer
-from segkit.search.deep_prior.archstring import (
+from segkit.models.deep_prior.archstring import (
     ArchStringError,
     Conv,
     InfeasibleArchitecture,
@@ -32,6 +31,8 @@ from segkit.search.deep_prior.archstring import (
     parse_arch,
     spatial_sizes,
 )
+from segkit.models.deep_prior.network import DeepPriorModel, HeadOnFeatures, LinearHead, RandomEncoder
+from segkit.optim import build_optimizer
 from segkit.search.deep_prior.embeddings import (
     ProbeData,
     cache_path,
@@ -39,7 +40,6 @@ from segkit.search.deep_prior.embeddings import (
     load_stored_embeddings,
     store_embeddings,
 )
-from segkit.search.deep_prior.model import DeepPriorModel, HeadOnFeatures, LinearHead, RandomEncoder
 from segkit.search.deep_prior.probe import fit, score_architecture
 from segkit.trainer import Trainer
 

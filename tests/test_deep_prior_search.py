@@ -13,7 +13,7 @@ import pytest
 
 from segkit.cli import main
 from segkit.data import make_shapes
-from segkit.search.deep_prior.archstring import parse_arch
+from segkit.models.deep_prior.archstring import parse_arch
 from segkit.search.deep_prior.embeddings import ProbeData
 from segkit.search.deep_prior.experiments import (
     best_arch,

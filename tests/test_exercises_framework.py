@@ -1,4 +1,4 @@
-"""The exercise checker (segkit.exercises.checker) and the notebook set-up (segkit.course)."""
+"""The exercise checker (segkit.course.exercises.checker) and the notebook set-up (segkit.course)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from segkit import course as course_module
+from segkit.course import notebook as course_module
+from segkit.course.exercises.checker import EXERCISES, Exercise, allclose, check, register
 from segkit.data import make_shapes, write_mask
-from segkit.exercises.checker import EXERCISES, Exercise, allclose, check, register
 
 
 def iou_reference(matrix: torch.Tensor) -> torch.Tensor:
@@ -224,10 +224,10 @@ def test_missing_shapes_set_is_generated_once(tmp_path, monkeypatch, capsys):
 
 
 def test_every_session_registers_exercises_whose_reference_passes(capsys):
-    import segkit.exercises  # noqa: F401  (imports s01 ... s09)
+    import segkit.course.exercises  # noqa: F401  (imports s01 ... s09)
 
     sessions = {exercise.reference.__module__ for exercise in EXERCISES.values()}
-    assert {f"segkit.exercises.s0{n}" for n in range(1, 10)} <= sessions
+    assert {f"segkit.course.exercises.s0{n}" for n in range(1, 10)} <= sessions
     for name, exercise in EXERCISES.items():
         cases = exercise.make_cases(np.random.default_rng(0))
         assert len(cases) >= 2, f"{name}: give at least two cases (a random one and an edge case)"

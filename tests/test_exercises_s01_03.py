@@ -12,8 +12,8 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segkit.course.exercises import check, s01, s02, s03
 from segkit.data import VOCSegmentation, colorize_mask, dataset_stats, make_shapes, read_mask, write_mask
-from segkit.exercises import check, s01, s02, s03
 
 NAMES = [
     "class_frequencies", "rgb_to_mask", "images_per_class",

@@ -18,13 +18,13 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-import segkit.exercises.s04  # noqa: F401  (registers the exercises even before __init__ imports them)
-import segkit.exercises.s05  # noqa: F401
-import segkit.exercises.s06  # noqa: F401
-from segkit.exercises.checker import EXERCISES, check
-from segkit.exercises.s04 import focal_loss, median_frequency_weights, soft_dice_loss
-from segkit.exercises.s05 import poly_lr, sgd_momentum_step
-from segkit.exercises.s06 import confusion_matrix, iou_per_class, precision_recall
+import segkit.course.exercises.s04  # noqa: F401  (registers the exercises even before __init__ imports them)
+import segkit.course.exercises.s05  # noqa: F401
+import segkit.course.exercises.s06  # noqa: F401
+from segkit.course.exercises.checker import EXERCISES, check
+from segkit.course.exercises.s04 import focal_loss, median_frequency_weights, soft_dice_loss
+from segkit.course.exercises.s05 import poly_lr, sgd_momentum_step
+from segkit.course.exercises.s06 import confusion_matrix, iou_per_class, precision_recall
 from segkit.losses import DiceLoss
 
 VOID = 255

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-import segkit.exercises.s07  # noqa: F401  (registers the exercises even before __init__ imports them)
-import segkit.exercises.s08  # noqa: F401
-import segkit.exercises.s09  # noqa: F401
-from segkit.exercises.checker import EXERCISES, check
-from segkit.exercises.s07 import constant_logits_loss, error_codes, module_outputs
-from segkit.exercises.s08 import paired_difference, rank_configs
-from segkit.exercises.s09 import ladder_scores, member_problem, split_public_private
+import segkit.course.exercises.s07  # noqa: F401  (registers the exercises even before __init__ imports them)
+import segkit.course.exercises.s08  # noqa: F401
+import segkit.course.exercises.s09  # noqa: F401
+from segkit.course.exercises.checker import EXERCISES, check
+from segkit.course.exercises.s07 import constant_logits_loss, error_codes, module_outputs
+from segkit.course.exercises.s08 import paired_difference, rank_configs
+from segkit.course.exercises.s09 import ladder_scores, member_problem, split_public_private
 from segkit.models import UNet
 
 NAMES = ["error_codes", "constant_logits_loss", "flip_tta_probs", "module_outputs", "rank_configs",

@@ -15,19 +15,19 @@ import pytest
 import torch
 import yaml
 
-import segkit.exercises.s08b  # noqa: F401  (registers the exercises even before __init__ imports them)
+import segkit.course.exercises.s08b  # noqa: F401  (registers the exercises even before __init__ imports them)
 from segkit.config import find_config
-from segkit.exercises.checker import EXERCISES, check
-from segkit.exercises.s08b import (
+from segkit.course.exercises.checker import EXERCISES, check
+from segkit.course.exercises.s08b import (
     count_architectures,
     dp_nas_output_shape,
     successive_halving,
     transition_probabilities,
     viterbi_path,
 )
+from segkit.models.deep_prior.archstring import out_channels, parse_arch, spatial_sizes
+from segkit.models.deep_prior.network import RandomEncoder
 from segkit.search.autodeeplab import beta_probabilities, decode_path
-from segkit.search.deep_prior.archstring import out_channels, parse_arch, spatial_sizes
-from segkit.search.deep_prior.model import RandomEncoder
 from segkit.search.space import search_space_size
 
 NAMES = ["count_architectures", "successive_halving", "viterbi_path", "dp_nas_output_shape"]
@@ -328,7 +328,7 @@ def test_output_shape_wrong_answers(capsys):
             if split and tokens == [""]:
                 tokens = []
             found = ([(t[0], t[2:-1]) for t in tokens] if split
-                     else segkit.exercises.s08b.LAYER_PATTERN.findall(arch))
+                     else segkit.course.exercises.s08b.LAYER_PATTERN.findall(arch))
             for kind, fields in found:
                 values = [int(v) for v in fields.split(",")]
                 if kind == "C":

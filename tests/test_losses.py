@@ -238,11 +238,13 @@ def test_built_sum_computes_the_weighted_sum():
 @pytest.mark.parametrize(
     "spec, error, message",
     [
-        ("crossentropy", ValueError, "unknown loss 'crossentropy'; known losses: cross_entropy, focal"),
+        ("crossentropy", ValueError, r"unknown loss 'crossentropy' \(did you mean 'cross_entropy'\?\); known "
+                                     "losses: aux, boundary, cross_entropy, dice, focal"),
         ({"gamma": 2}, ValueError, "has no 'name'"),
         (3, TypeError, "must be a name or a dict"),
-        ({"name": "focal", "gama": 2}, ValueError, r"loss \('focal'\): unknown argument 'gama'; it accepts: "
-                                                   "gamma, alpha, ignore_index"),
+        ({"name": "focal", "gama": 2}, ValueError,
+         r"loss \('focal'\): loss 'focal' has no option 'gama' \(did you mean 'gamma'\?\); its options: "
+         "gamma, alpha, ignore_index"),
         ({"name": "focal", "gamma": "2"}, TypeError,
          r"loss \('focal'\): argument 'gamma' should be a number"),
         ({"name": "dice", "log_loss": 1}, TypeError, "argument 'log_loss' should be bool"),
@@ -251,7 +253,7 @@ def test_built_sum_computes_the_weighted_sum():
         ({"name": "sum", "terms": [{"name": "focal", "weight": "x"}]}, TypeError,
          r"terms\[0\]: 'weight' must be a number"),
         ({"name": "sum", "terms": ["dice", {"name": "focal", "gama": 1}]}, ValueError,
-         r"loss \('sum'\)\.terms\[1\] \('focal'\): unknown argument 'gama'"),
+         r"loss \('sum'\)\.terms\[1\] \('focal'\): loss 'focal' has no option 'gama'"),
         ({"name": "sum"}, ValueError, "missing required argument"),
         ({"name": "aux", "loss": {"name": "nope"}}, ValueError, r"loss \('aux'\)\.loss: unknown loss 'nope'"),
         ({"name": "aux"}, ValueError, "missing required argument"),

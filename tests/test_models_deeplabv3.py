@@ -182,3 +182,30 @@ def test_loading_errors():
         build_model("deeplabv3", backbone="resnet152")
     with pytest.raises(ValueError, match="num_classes=21"):
         build_model("deeplabv3", num_classes=3, pretrained=True)
+
+
+@pytest.mark.parametrize("output_stride, rates", [(8, (12, 24, 36)), (16, (6, 12, 18))])
+def test_aspp_rates_are_the_papers(output_stride, rates):
+    """The rates themselves (and the padding that keeps the size): DeepLabV3's 6/12/18 at output stride 16,
+    doubled to 12/24/36 at output stride 8."""
+    model = build_model("deeplabv3", num_classes=21, output_stride=output_stride, backbone="resnet18")
+    convs = [branch.conv for branch in model.aspp.atrous]
+    assert [conv.dilation for conv in convs] == [(rate, rate) for rate in rates]
+    assert [conv.padding for conv in convs] == [(rate, rate) for rate in rates]
+
+
+def test_output_stride_8_equals_torchvision_where_every_atrous_tap_sees_the_image(torchvision_with_aux,
+                                                                                   segkit_with_aux):
+    """At 65 x 65 the stride-8 features are 9 x 9, and a 3 x 3 kernel at rate 24 or 36 reads nothing but
+    padding off its centre: any wrong rate would pass. At 321 x 321 the features are 41 x 41 and the taps of
+    rate 36 lie 36 < 41 pixels from the centre, inside the map for most positions, so every rate matters;
+    changing one rate changes the output (the check is sharp)."""
+    x = torch.randn(1, 3, 321, 321, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = torchvision_with_aux(x)["out"]
+        ours = segkit_with_aux(x)
+        torch.testing.assert_close(ours, expected, rtol=0, atol=1e-4)
+        wrong = copy.deepcopy(segkit_with_aux)
+        wrong.aspp.atrous[2].conv.dilation = (30, 30)
+        wrong.aspp.atrous[2].conv.padding = (30, 30)
+        assert (wrong(x) - expected).abs().max() > 1e-3

@@ -5,18 +5,18 @@ from __future__ import annotations
 import torch
 from huggingface_hub import constants
 
-from segkit.models import build_model, zoo
+from segkit.models import build_model, smp_models
 
 
 def test_smp_builds_see_the_segkit_pretrained_hub_cache(tmp_path, monkeypatch):
     seen = []
-    real_unet = zoo.SMP_ARCHITECTURES["smp_unet"]
+    real_unet = smp_models.SMP_ARCHITECTURES["smp_unet"]
 
     def recording_unet(**kwargs):
         seen.append(constants.HF_HUB_CACHE)  # what hf_hub_download would use (no cache_dir given)
         return real_unet(**kwargs)
 
-    monkeypatch.setitem(zoo.SMP_ARCHITECTURES, "smp_unet", recording_unet)
+    monkeypatch.setitem(smp_models.SMP_ARCHITECTURES, "smp_unet", recording_unet)
     before = constants.HF_HUB_CACHE
 
     monkeypatch.setenv("SEGKIT_PRETRAINED", str(tmp_path / "weights"))

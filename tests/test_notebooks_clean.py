@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from segkit.exercises import EXERCISES
-from segkit.student import is_solution, stub_source
+from segkit.course.exercises import EXERCISES
+from segkit.course.student import is_solution, stub_source
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -11,6 +11,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, PolynomialLR, SequentialLR
 
 from segkit.optim import SCHEDULERS, build_scheduler, lr_curve
+from segkit.registry import RegistryError
 
 BASE_LR = 0.01
 
@@ -225,11 +226,12 @@ def test_no_attribute_shadows_step(name):
 
 def test_build_scheduler_errors_are_clear():
     opt = _optimizer()
-    with pytest.raises(ValueError, match="unknown scheduler 'step'.*'cosine', 'poly', 'warmup_poly'"):
+    with pytest.raises(RegistryError, match="unknown schedule 'step'; known schedules: cosine, poly, warmup"):
         build_scheduler(opt, "step", 10)
     with pytest.raises(ValueError, match="needs total_steps"):
         build_scheduler(opt, "poly")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['warmup_steps'\] for scheduler 'poly'"):
+    with pytest.raises(RegistryError, match=r"schedule 'poly' has no option 'warmup_steps' \(did you mean "
+                                            r"'slow_start_steps'\?\); its options: power"):
         build_scheduler(opt, "poly", 10, warmup_steps=3)
     with pytest.raises(ValueError, match="slow_start_steps=3 needs slow_start_lr"):
         build_scheduler(opt, "poly", 10, slow_start_steps=3)

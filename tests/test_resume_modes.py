@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from trainer_script import ToyShapes
 
-from segkit.cli_run import RESUME_MODES as CLI_RESUME_MODES
-from segkit.cli_run import add_run_commands
+from segkit.cli.run import RESUME_MODES as CLI_RESUME_MODES
+from segkit.cli.run import add_run_commands
 from segkit.trainer import RESUME_MODES, Callback, Trainer, load_checkpoint
 
 CE = nn.CrossEntropyLoss(ignore_index=255)
@@ -48,9 +48,10 @@ def make_trainer(run_dir, epochs, resume=False, loss_fn=CE, val=True, batch_size
     train_loader = DataLoader(ToyShapes(8, augment=True), batch_size=batch_size, shuffle=True)
     val_loader = DataLoader(ToyShapes(4, offset=100), batch_size=2) if val else None
     trainer = Trainer(model, loss_fn, optimizer, train_loader, val_loader, num_classes=3, run_dir=run_dir,
-                      epochs=epochs, device="cpu", seed=3, resume=resume, progress_bar=False,
-                      print_table=False, callbacks=list(callbacks), config={"test": "resume modes"})
-    trainer.scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=40, power=0.9)
+                      epochs=epochs, device="cpu", seed=3, resume=resume, progress_bar=False, keep_last_k=3,
+                      print_table=False, callbacks=list(callbacks), config={"test": "resume modes"},
+                      make_scheduler=lambda optimizer, _: torch.optim.lr_scheduler.PolynomialLR(
+                          optimizer, total_iters=40, power=0.9))
     return trainer
 
 

@@ -15,7 +15,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from segkit.optim import build_scheduler
+from segkit.optim import scheduler_factory
 from segkit.trainer import Callback, Trainer, find_resume_checkpoint
 
 BASE_LR = 0.1
@@ -46,8 +46,8 @@ def make_trainer(run_dir, epochs, resume, config=None):
     trainer = Trainer(model, nn.CrossEntropyLoss(), optimizer, DataLoader(data(), batch_size=2, shuffle=True),
                       num_classes=3, run_dir=run_dir, epochs=epochs, device="cpu", resume=resume,
                       progress_bar=False, print_table=False, callbacks=[recorder],
-                      config=config if config is not None else {"train": {"epochs": epochs}})
-    trainer.scheduler = build_scheduler(optimizer, "poly", total_steps=trainer.total_steps, power=0.9)
+                      config=config if config is not None else {"train": {"epochs": epochs}},
+                      make_scheduler=scheduler_factory("poly", power=0.9))
     return trainer, recorder
 
 

@@ -1,4 +1,5 @@
-"""segkit.student: student copies of the notebooks (solutions stubbed), on a small handmade notebook."""
+"""segkit.course.student: student copies of the notebooks (solutions stubbed), on a small handmade
+notebook."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from segkit.cli import main as cli_main
-from segkit.exercises.checker import EXERCISES, Exercise, check, register
-from segkit.student import FUNCTION_STUB, make_student, stub_source
+from segkit.course.exercises.checker import EXERCISES, Exercise, check, register
+from segkit.course.student import FUNCTION_STUB, make_student, stub_source
 
 FUNCTION_MESSAGE = "Exercise: write this function — see the instructions above"
 CELL_MESSAGE = "Exercise: write this cell — see the instructions above"

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from trainer_script import ToyShapes
 
+from segkit.config import SCHEMA, validate_config
 from segkit.trainer import (
     Callback,
     EarlyStopping,
@@ -54,7 +55,7 @@ def make_trainer(tmp_path, model, images, masks, batch_size, lr=0.5, **options):
     loader = DataLoader(TensorDataset(images, masks), batch_size=batch_size, shuffle=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     options = {"run_dir": tmp_path / "run", "device": "cpu", "progress_bar": False, "print_table": False,
-               "num_classes": 3, **options}
+               "num_classes": 3, "epochs": 1, **options}
     return Trainer(model, options.pop("loss_fn", CE), optimizer, loader, options.pop("val_loader", None),
                    **options)
 
@@ -171,9 +172,9 @@ def test_fp16_overflow_skips_the_update_and_its_schedule_step(tmp_path, recwarn,
     images, masks = uneven_void_batch()
     model = tiny_net()
     before = copy.deepcopy(model.state_dict())
-    trainer = make_trainer(tmp_path, model, images, masks, 4, amp="fp16")
+    trainer = make_trainer(tmp_path, model, images, masks, 4, amp="fp16", make_scheduler=lambda optimizer, _:
+                           torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step)))
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
-    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1 / (1 + step))
     trainer.train_step([(images, masks)])
     assert trainer.skipped_update is skipped
     assert trainer.scheduler.last_epoch == (0 if skipped else 1)
@@ -360,17 +361,6 @@ def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
         assert len(list(csv.DictReader(f))) == 3
 
 
-def test_predict_yields_the_argmax_of_the_model(tmp_path):
-    images, masks = uneven_void_batch()
-    trainer = make_trainer(tmp_path, tiny_net(), images, masks, 4)
-    predictions = torch.cat(list(trainer.predict(DataLoader(TensorDataset(images, masks), batch_size=3))))
-    probabilities = torch.cat(list(trainer.predict(DataLoader(images, batch_size=3), probabilities=True)))
-    with torch.no_grad():
-        logits = tiny_net()(images)
-    assert torch.equal(predictions, logits.argmax(1))
-    torch.testing.assert_close(probabilities, logits.softmax(1))
-
-
 # ------------------------------------------------------------------------ checkpoints and logs
 
 
@@ -452,7 +442,7 @@ def test_resume_after_an_epoch_matches_an_uninterrupted_run(tmp_path):
 
 def test_resume_falls_back_to_history_when_last_is_damaged(tmp_path):
     images, masks = uneven_void_batch()
-    trainer = make_trainer(tmp_path, tiny_net(), images, masks, 2, epochs=2)
+    trainer = make_trainer(tmp_path, tiny_net(), images, masks, 2, epochs=2, keep_last_k=3)
     trainer.fit()
     run = tmp_path / "run"
     assert sorted(p.name for p in run.glob("step-*.pt")) == ["step-00000002.pt", "step-00000004.pt"]
@@ -465,8 +455,11 @@ def test_resume_falls_back_to_history_when_last_is_damaged(tmp_path):
 
 def test_option_errors_name_the_option(tmp_path):
     images, masks = uneven_void_batch()
-    for options, message in [({"amp": "fp8"}, "amp must be one of"), ({"grad_accum_steps": 0}, "grad_accum"),
-                             ({"micro_batch_size": "big"}, "micro_batch_size"),
+    for options, message in [({"amp": "fp8"}, "train.amp: expected one of 'bf16', 'fp16' or null, got"),
+                             ({"grad_accum_steps": 0}, "train.grad_accum_steps: expected an integer >= 1"),
+                             ({"micro_batch_size": "big"}, "train.micro_batch_size: expected an integer"),
+                             ({"limit_batches": 0.5}, "train.limit_batches: expected an integer >= 1"),
+                             ({"epoch": 3}, r"train.epoch: unknown key \(did you mean 'epochs'\?\)"),
                              ({"class_names": ["a"]}, "class_names has 1 names")]:
         with pytest.raises(ValueError, match=message):
             make_trainer(tmp_path, tiny_net(), images, masks, 4, **options)
@@ -476,6 +469,17 @@ def test_option_errors_name_the_option(tmp_path):
                 DataLoader(TensorDataset(images, masks), batch_size=2, sampler=sampler), num_classes=3,
                 run_dir=tmp_path / "x")
     assert math.isfinite(1.0)
+
+
+def test_trainer_options_are_the_config_train_section():
+    """One home for the training options: the Trainer's defaults are the schema's, key for key."""
+    images, masks = uneven_void_batch()
+    loader = DataLoader(TensorDataset(images, masks), batch_size=2)
+    trainer = Trainer(tiny_net(), CE, torch.optim.SGD(tiny_net().parameters(), lr=1), loader, num_classes=3,
+                      device="cpu")
+    defaults = {key: field.default for key, field in SCHEMA["train"].items()}
+    assert vars(trainer.options) == {**defaults, "device": "cpu"}
+    assert trainer.options.keep_last_k == validate_config({})["train"]["keep_last_k"]
 
 
 def test_tensorboard_logger_writes_scalars_and_purges_after_a_resume(tmp_path, monkeypatch):

@@ -133,9 +133,9 @@ def main(argv=None) -> None:
         resume=args.resume, progress_bar=False, print_table=False,
         config={"script": "tests/trainer_script.py", "epochs": args.epochs},
         callbacks=[PrintSteps(args.pause_after_step)],
+        make_scheduler=lambda optimizer, total_steps: torch.optim.lr_scheduler.PolynomialLR(
+            optimizer, total_iters=total_steps, power=0.9),
     )
-    schedule = torch.optim.lr_scheduler.PolynomialLR
-    trainer.scheduler = schedule(optimizer, total_iters=trainer.total_steps, power=0.9)
     trainer.fit()
     if args.dump_metrics:
         metrics = trainer.evaluate()

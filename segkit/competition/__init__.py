@@ -8,6 +8,6 @@
     ranking.py     live and final standings, the Ladder (Blum & Hardt 2015)
     render.py      leaderboard as text, Markdown and a self-contained HTML page
 
-The instructor's scripts are in competition/ at the top of the repository (score.py, leaderboard.py, setup.py,
-choose.py); competition/README.md has the rules and a walkthrough of a whole round.
+The instructor's commands are `segkit competition setup|score|leaderboard|choose` (segkit/cli/competition.py);
+competition/README.md has the rules and a walkthrough of a whole round.
 """

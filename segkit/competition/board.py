@@ -1,6 +1,6 @@
 """The competition board: one SQLite row per submission, written atomically under a file lock.
 
-Board folder layout (made by `competition/setup.py`):
+Board folder layout (made by `segkit competition setup`):
 
     board/competition.json   the rules (see segkit.competition.rules)
     board/board.sqlite       table `submissions` (below) and table `selections`
@@ -128,7 +128,7 @@ class Board:
         self.path = self.folder / BOARD_FILE
         if not self.path.is_file():
             raise BoardError(f"no board at {self.path}: create the competition with "
-                             "`python competition/setup.py`")
+                             "`segkit competition setup`")
         self.rules: Rules = load_rules(self.folder)
         self.lock = FileLock(str(self.folder / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
 

@@ -1,7 +1,8 @@
 """The rules of one class competition, stored as `competition.json` in the board folder.
 
-`competition/setup.py` writes the file; the scorer and the leaderboard read it. Every limit that protects the
-scorer from a hostile submission lives here, so an instructor can read (and change) them in one place:
+`segkit competition setup` writes the file; the scorer and the leaderboard read it. Every limit that
+protects the scorer from a hostile submission lives here, so an instructor can read (and change) them in
+one place:
 
     num_classes        masks hold values 0..num_classes-1 (anything else is rejected)
     class_names        one name per class, for the per-class tables
@@ -117,7 +118,7 @@ def load_rules(board_dir: str | os.PathLike) -> Rules:
     path = Path(board_dir) / RULES_FILE
     if not path.is_file():
         raise RulesError(f"{path} not found: this folder is not a competition board "
-                         "(create one with `python competition/setup.py`)")
+                         "(create one with `segkit competition setup`)")
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as err:

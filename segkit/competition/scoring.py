@@ -26,6 +26,7 @@ from segkit.competition.ranking import ladder
 from segkit.competition.rules import Rules
 from segkit.competition.submission import SubmissionReport, check_submission
 from segkit.competition.truth import TestSet, TruthError
+from segkit.data.masks import VOID_INDEX
 from segkit.metrics import ConfusionMatrix
 
 MAX_TEAM_NAME = 40
@@ -98,8 +99,8 @@ def add_image(matrix: ConfusionMatrix, prediction: np.ndarray, truth: np.ndarray
 def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rules) -> ScoreResult:
     """Check and score one zip.  Never raises for a bad submission (only for a broken truth folder)."""
     result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
-    public = ConfusionMatrix(rules.num_classes, ignore_index=255)
-    private = ConfusionMatrix(rules.num_classes, ignore_index=255)
+    public = ConfusionMatrix(rules.num_classes, ignore_index=VOID_INDEX)
+    private = ConfusionMatrix(rules.num_classes, ignore_index=VOID_INDEX)
 
     def add(image_id: str, prediction: np.ndarray) -> None:
         add_image(public if image_id in test_set.public else private, prediction, test_set.read(image_id))

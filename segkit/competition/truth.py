@@ -77,7 +77,7 @@ class TestSet:
         path = folder / TEST_SET_FILE
         if not path.is_file():
             raise TruthError(f"{path} not found: not a truth folder "
-                             "(make one with `python competition/setup.py`)")
+                             "(make one with `segkit competition setup`)")
         try:
             info = json.loads(path.read_text())
             public, private = frozenset(info["public"]), frozenset(info["private"])

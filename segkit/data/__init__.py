@@ -11,35 +11,51 @@ stats.py       dataset_stats: class pixel/image counts and image sizes
 ops.py         datasets from datasets: subset, filter_samples, map_samples, concat, random_split, repeat,
                images_only
 cache.py       CachedDataset: decoded samples (and deterministic pre-processing) stored on disk
+
+Every name loads with its module when first used (segkit.lazy): `from segkit.data.masks import read_mask`
+or `from segkit.data import read_mask` reads masks without importing torchvision.
 """
 
-from segkit.data.cache import CachedDataset
-from segkit.data.folder import FolderDataset
-from segkit.data.masks import (
-    VOC_CLASSES,
-    VOC_PALETTE,
-    VOID_INDEX,
-    colorize_mask,
-    read_mask,
-    voc_colour,
-    write_mask,
-)
-from segkit.data.ops import (
-    SampleList,
-    concat,
-    contains_class,
-    filter_samples,
-    images_only,
-    map_samples,
-    random_split,
-    repeat,
-    subset,
-)
-from segkit.data.samples import LazySample, load_image, load_mask, load_sample
-from segkit.data.shapes import SHAPE_CLASSES, default_shapes_dir, make_shapes, shapes_is_complete
-from segkit.data.stats import DatasetStats, dataset_stats
-from segkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transforms, train_transforms
-from segkit.data.voc import VOCSegmentation, available_splits, find_voc_root
+from segkit.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "CachedDataset": ".cache",
+    "FolderDataset": ".folder",
+    "VOC_CLASSES": ".masks",
+    "VOC_PALETTE": ".masks",
+    "VOID_INDEX": ".masks",
+    "colorize_mask": ".masks",
+    "read_mask": ".masks",
+    "voc_colour": ".masks",
+    "write_mask": ".masks",
+    "SampleList": ".ops",
+    "concat": ".ops",
+    "contains_class": ".ops",
+    "filter_samples": ".ops",
+    "images_only": ".ops",
+    "map_samples": ".ops",
+    "random_split": ".ops",
+    "repeat": ".ops",
+    "subset": ".ops",
+    "LazySample": ".samples",
+    "load_image": ".samples",
+    "load_mask": ".samples",
+    "load_sample": ".samples",
+    "SHAPE_CLASSES": ".shapes",
+    "default_shapes_dir": ".shapes",
+    "make_shapes": ".shapes",
+    "shapes_is_complete": ".shapes",
+    "DatasetStats": ".stats",
+    "dataset_stats": ".stats",
+    "IMAGENET_MEAN": ".transforms",
+    "IMAGENET_STD": ".transforms",
+    "denormalize": ".transforms",
+    "eval_transforms": ".transforms",
+    "train_transforms": ".transforms",
+    "VOCSegmentation": ".voc",
+    "available_splits": ".voc",
+    "find_voc_root": ".voc",
+})
 
 __all__ = [
     "CachedDataset",

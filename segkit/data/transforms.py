@@ -25,8 +25,7 @@ commutes with cropping and flipping: the output is bit for bit that of the class
 reference order (normalise, pad with 0, crop, flip). Only the work changes: Normalize touches the crop
 (513 x 513 for VOC) instead of the whole scaled image (up to 1000 x 750 at s = 2). Below a scale of about
 0.8 it costs a little more (the padded crop is larger than the scaled image, and v2 pads with a per-channel
-fill by writing the border a second time); over s ~ U(0.5, 2) on 500 x 375 images the chain took about 2.1
-instead of 2.7 ms per call on one thread of the course's 2-core machine.
+fill by writing the border a second time); bench/loader.py measures the whole chain.
 
 Eval preset: the whole image, only ToDtype + Normalize (no resizing, so predictions are scored at the
 original resolution).
@@ -37,6 +36,8 @@ from __future__ import annotations
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from segkit.data.masks import VOID_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,6 +54,7 @@ def train_transforms(
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
     base_size: int | None = None,
+    ignore_index: int = VOID_INDEX,
 ) -> v2.Compose:
     """Training augmentation: random scale -> random crop (padded with the mean) -> flips -> normalise.
 
@@ -65,9 +67,10 @@ def train_transforms(
         the --size of the shapes set. None uses the larger of the crop's height and width.
     hflip, vflip: add a random horizontal / vertical flip, each with probability 0.5.
     mean, std: per-channel statistics for Normalize (defaults: ImageNet, what pretrained backbones expect).
+    ignore_index: the void label, given to padded mask pixels (config: data.ignore_index).
 
     Returns a callable `(image, mask) -> (image float32 (3, h, w), mask int64 (h, w))`, h, w = crop size;
-    padded pixels are 0 in the image (= the mean colour) and 255 in the mask. The values equal those of
+    padded pixels are 0 in the image (= the mean colour) and ignore_index (255) in the mask. The values equal those of
     normalising first and padding with 0, see the module docstring.
     """
     crop_hw = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
@@ -80,7 +83,7 @@ def train_transforms(
         v2.ScaleJitter(target_size=(base_size, base_size), scale_range=(low, high), antialias=True),
         v2.ToDtype(_TO_FLOAT, scale=True),
         # Image padded with the mean colour in [0, 1]: Normalize, last, turns it into exactly 0.
-        v2.RandomCrop(crop_hw, pad_if_needed=True, fill={tv_tensors.Image: list(mean), tv_tensors.Mask: 255}),
+        v2.RandomCrop(crop_hw, pad_if_needed=True, fill={tv_tensors.Image: list(mean), tv_tensors.Mask: ignore_index}),
     ]
     if hflip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))

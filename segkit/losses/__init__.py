@@ -10,6 +10,11 @@ A spec is a registry name or a dict with "name" and the constructor's keyword ar
     {"name": "sum", "terms": [{"name": "cross_entropy", "weight": 1.0}, {"name": "dice", "weight": 0.5}]}
     {"name": "aux", "loss": "cross_entropy", "aux_weight": 0.4}
     {"name": "multiscale", "loss": {"name": "dice"}, "resize": "labels"}
+
+The registry `LOSSES` (a segkit.registry.Registry) names each loss; its module is imported when the loss is
+first built, so scipy, needed by the boundary loss alone, loads only for it. The void label is an argument
+of every loss, `ignore_index` (default segkit.data.masks.VOID_INDEX = 255); segkit.build passes the config's
+`data.ignore_index`.
 """
 
 from __future__ import annotations
@@ -18,30 +23,39 @@ import inspect
 import types
 import typing
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch.nn as nn
+from segkit.lazy import lazy_exports
+from segkit.registry import Registry
 
-from .boundary import BoundaryLoss, class_distance_maps, signed_distance_map
-from .combine import AuxLoss, MultiScaleLoss, WeightedSum, resize_labels_nearest
-from .cross_entropy import CrossEntropyLoss, inverse_frequency_weights, median_frequency_weights
-from .focal import FocalLoss
-from .hard_pixels import OHEMCrossEntropyLoss, TopKCrossEntropyLoss
-from .lovasz import LovaszSoftmaxLoss
-from .region import DiceLoss, JaccardLoss
+if TYPE_CHECKING:
+    import torch.nn as nn
 
-LOSSES = {
-    "cross_entropy": CrossEntropyLoss,
-    "focal": FocalLoss,
-    "dice": DiceLoss,
-    "jaccard": JaccardLoss,
-    "lovasz": LovaszSoftmaxLoss,
-    "top_k": TopKCrossEntropyLoss,
-    "ohem": OHEMCrossEntropyLoss,
-    "boundary": BoundaryLoss,
-    "sum": WeightedSum,
-    "aux": AuxLoss,
-    "multiscale": MultiScaleLoss,
-}
+LOSSES = Registry("loss", plural="losses", entries={
+    "cross_entropy": "segkit.losses.cross_entropy:CrossEntropyLoss",
+    "focal": "segkit.losses.focal:FocalLoss",
+    "dice": "segkit.losses.region:DiceLoss",
+    "jaccard": "segkit.losses.region:JaccardLoss",
+    "lovasz": "segkit.losses.lovasz:LovaszSoftmaxLoss",
+    "top_k": "segkit.losses.hard_pixels:TopKCrossEntropyLoss",
+    "ohem": "segkit.losses.hard_pixels:OHEMCrossEntropyLoss",
+    "boundary": "segkit.losses.boundary:BoundaryLoss",
+    "sum": "segkit.losses.combine:WeightedSum",
+    "aux": "segkit.losses.combine:AuxLoss",
+    "multiscale": "segkit.losses.combine:MultiScaleLoss",
+})
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "AuxLoss": ".combine", "MultiScaleLoss": ".combine", "WeightedSum": ".combine",
+    "resize_labels_nearest": ".combine",
+    "BoundaryLoss": ".boundary", "class_distance_maps": ".boundary", "signed_distance_map": ".boundary",
+    "CrossEntropyLoss": ".cross_entropy", "inverse_frequency_weights": ".cross_entropy",
+    "median_frequency_weights": ".cross_entropy",
+    "FocalLoss": ".focal",
+    "OHEMCrossEntropyLoss": ".hard_pixels", "TopKCrossEntropyLoss": ".hard_pixels",
+    "LovaszSoftmaxLoss": ".lovasz",
+    "DiceLoss": ".region", "JaccardLoss": ".region",
+})
 
 __all__ = [
     "LOSSES", "build_loss", "AuxLoss", "BoundaryLoss", "CrossEntropyLoss", "DiceLoss", "FocalLoss",
@@ -51,33 +65,42 @@ __all__ = [
 ]
 
 
-def build_loss(spec: str | dict) -> nn.Module:
+def build_loss(spec: str | dict, ignore_index: int | None = None) -> nn.Module:
     """Build a loss from a spec (see the module docstring).
 
+    ignore_index: the void label (config: data.ignore_index), given to every loss of the spec that takes
+    one; a spec that sets another value for it is refused. None: each loss's own default (VOID_INDEX).
     - "sum": "terms" is a list of specs, each with an optional "weight" (default 1.0).
     - "aux" and "multiscale": "loss" is itself a spec.
     - Every other key is passed to the constructor of `LOSSES[name]` after checking that the
       constructor has such an argument and that the value has the annotated type.
-    Errors (ValueError / TypeError) say where in the spec the fault is,
-    e.g. "loss ('sum').terms[1] ('focal'): unknown argument 'gama'; it accepts: gamma, alpha, ignore_index".
+    Errors say where in the spec the fault is: an unknown name or argument is a segkit.registry.RegistryError
+    (a ValueError), e.g. "loss ('sum').terms[1] ('focal'): loss 'focal' has no option 'gama' (did you mean
+    'gamma'?); its options: gamma, alpha, ignore_index"; a value of the wrong type a TypeError.
     """
-    return _build(spec, "loss")
+    return _build(spec, "loss", ignore_index)
 
 
-def _build(spec, where: str) -> nn.Module:
+def _build(spec, where: str, ignore_index: int | None) -> nn.Module:
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict):
         raise TypeError(f"{where}: a loss spec must be a name or a dict with 'name', got {spec!r}")
     if "name" not in spec:
-        raise ValueError(f"{where}: the loss spec {spec!r} has no 'name'; known losses: {', '.join(LOSSES)}")
+        raise ValueError(f"{where}: the loss spec {spec!r} has no 'name'; known losses: "
+                         f"{', '.join(LOSSES.names())}")
     options = dict(spec)
     name = options.pop("name")
-    if name not in LOSSES:
-        raise ValueError(f"{where}: unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
+    _blame(where if where != "loss" else "", LOSSES.check_name, name)
     where = f"{where} ({name!r})"
-    constructor = LOSSES[name]
-    _check_argument_names(constructor, options, where)
+    constructor = LOSSES.get(name)
+    _blame(where, LOSSES.check_options, name, options)
+    _check_required(constructor, options, where)
+    if ignore_index is not None and "ignore_index" in LOSSES.options(name):
+        given = options.setdefault("ignore_index", ignore_index)
+        if given != ignore_index:
+            raise ValueError(f"{where}: ignore_index={given!r} differs from the data's void label "
+                             f"{ignore_index} (data.ignore_index); set that instead")
 
     if name == "sum":
         terms = options["terms"]
@@ -95,12 +118,12 @@ def _build(spec, where: str) -> nn.Module:
             weight = term.pop("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, int | float):
                 raise TypeError(f"{term_where}: 'weight' must be a number, got {weight!r}")
-            built.append((_build(term, term_where), float(weight)))
+            built.append((_build(term, term_where, ignore_index), float(weight)))
         options["terms"] = built
     elif name in ("aux", "multiscale"):
         if "loss" not in options:
             raise ValueError(f"{where}: missing 'loss', the spec of the loss to wrap")
-        options["loss"] = _build(options["loss"], f"{where}.loss")
+        options["loss"] = _build(options["loss"], f"{where}.loss", ignore_index)
 
     _check_argument_types(constructor, options, where)
     try:
@@ -109,13 +132,19 @@ def _build(spec, where: str) -> nn.Module:
         raise type(error)(f"{where}: {error}") from error
 
 
-def _check_argument_names(constructor, options: dict, where: str) -> None:
-    parameters = inspect.signature(constructor).parameters
-    accepted = [p for p in parameters if p != "self"]
-    for key in options:
-        if key not in accepted:
-            raise ValueError(f"{where}: unknown argument {key!r}; it accepts: {', '.join(accepted)}")
-    required = [p.name for p in parameters.values() if p.default is inspect.Parameter.empty]
+def _blame(where: str, check, *args) -> None:
+    """Run a registry check, with `where` (the place in the spec, if any) in front of its message."""
+    try:
+        check(*args)
+    except ValueError as error:
+        raise type(error)(f"{where}: {error}" if where else str(error)) from None
+
+
+def _check_required(constructor, options: dict, where: str) -> None:
+    """ValueError naming the constructor's required arguments that `options` lacks."""
+    parameters = inspect.signature(constructor).parameters.values()
+    required = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name != "self"
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     missing = [p for p in required if p not in options]
     if missing:
         raise ValueError(f"{where}: missing required argument(s) {', '.join(missing)}")

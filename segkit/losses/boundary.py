@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from scipy.ndimage import distance_transform_edt
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs, divide_or_zero
 
 
@@ -80,7 +82,7 @@ class BoundaryLoss(nn.Module):
     Shapes: logits (N, C, H, W) float, target (N, H, W) int64 -> scalar.
     """
 
-    def __init__(self, classes: Sequence[int] | None = None, ignore_index: int = 255):
+    def __init__(self, classes: Sequence[int] | None = None, ignore_index: int = VOID_INDEX):
         super().__init__()
         if classes is not None:
             classes = [int(c) for c in classes]

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs, divide_or_zero
 
 
@@ -35,7 +37,8 @@ class CrossEntropyLoss(nn.Module):
     Shapes: logits (N, C, H, W) float, target (N, H, W) int64 -> scalar.
     """
 
-    def __init__(self, class_weights: Sequence[float] | torch.Tensor | None = None, ignore_index: int = 255):
+    def __init__(self, class_weights: Sequence[float] | torch.Tensor | None = None,
+                 ignore_index: int = VOID_INDEX):
         super().__init__()
         self.ignore_index = ignore_index
         if class_weights is None:

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs, divide_or_zero, labelled_pixels
 
 
@@ -43,7 +45,7 @@ class FocalLoss(nn.Module):
     """
 
     def __init__(self, gamma: float = 2.0, alpha: Sequence[float] | torch.Tensor | None = None,
-                 ignore_index: int = 255):
+                 ignore_index: int = VOID_INDEX):
         super().__init__()
         if gamma < 0:
             raise ValueError(f"FocalLoss: gamma must be >= 0, got {gamma}")

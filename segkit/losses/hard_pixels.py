@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs, divide_or_zero
 
 
@@ -45,7 +47,7 @@ class TopKCrossEntropyLoss(nn.Module):
     """
 
     def __init__(self, top_k_percent_pixels: float = 1.0, hard_example_mining_step: int = 0,
-                 ignore_index: int = 255):
+                 ignore_index: int = VOID_INDEX):
         super().__init__()
         if not 0.0 < top_k_percent_pixels <= 1.0:
             raise ValueError(f"TopKCrossEntropyLoss: top_k_percent_pixels must be in (0, 1], "
@@ -115,7 +117,7 @@ class OHEMCrossEntropyLoss(nn.Module):
     Shapes: logits (N, C, H, W) float, target (N, H, W) int64 -> scalar.
     """
 
-    def __init__(self, thresh: float | None = 0.7, min_kept: int = 100000, ignore_index: int = 255):
+    def __init__(self, thresh: float | None = 0.7, min_kept: int = 100000, ignore_index: int = VOID_INDEX):
         super().__init__()
         if thresh is not None and not 0.0 < thresh <= 1.0:
             raise ValueError(f"OHEMCrossEntropyLoss: thresh must be in (0, 1] or None, got {thresh}")

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs, labelled_pixels
 
 
@@ -69,7 +71,7 @@ class LovaszSoftmaxLoss(nn.Module):
     """
 
     def __init__(self, classes: str | Sequence[int] = "present", per_image: bool = False,
-                 ignore_index: int = 255):
+                 ignore_index: int = VOID_INDEX):
         super().__init__()
         if isinstance(classes, str):
             if classes not in ("present", "all"):

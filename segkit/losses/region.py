@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segkit.data.masks import VOID_INDEX
+
 from .common import check_inputs
 
 
@@ -81,7 +83,7 @@ class DiceLoss(nn.Module):
     """
 
     def __init__(self, smooth: float = 0.0, eps: float = 1e-7, classes: Sequence[int] | None = None,
-                 log_loss: bool = False, ignore_index: int = 255):
+                 log_loss: bool = False, ignore_index: int = VOID_INDEX):
         super().__init__()
         _check_options(classes, smooth, eps, "DiceLoss")
         self.smooth, self.eps, self.log_loss, self.ignore_index = smooth, eps, log_loss, ignore_index
@@ -110,7 +112,7 @@ class JaccardLoss(nn.Module):
     """
 
     def __init__(self, smooth: float = 0.0, eps: float = 1e-7, classes: Sequence[int] | None = None,
-                 log_loss: bool = False, ignore_index: int = 255):
+                 log_loss: bool = False, ignore_index: int = VOID_INDEX):
         super().__init__()
         _check_options(classes, smooth, eps, "JaccardLoss")
         self.smooth, self.eps, self.log_loss, self.ignore_index = smooth, eps, log_loss, ignore_index

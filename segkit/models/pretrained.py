@@ -4,9 +4,10 @@ Pretrained weights are a user option: the course itself never needs them and tes
 torchvision keeps its files in ``$TORCH_HOME/hub/checkpoints`` (``torch.hub.get_dir()``); smp keeps its
 encoder weights in the Hugging Face cache (``$HF_HOME/hub``). With ``$SEGKIT_PRETRAINED`` set (see
 segkit.paths) they go to ``$SEGKIT_PRETRAINED/torch/checkpoints`` and ``$SEGKIT_PRETRAINED/huggingface``
-instead: ``torch_weights_dir()`` and ``hf_weights_dir()``. When a file is not cached we first open one TCP
-connection to the download host (a few seconds at most): offline, this fails at once, whereas the download
-libraries themselves may retry for half a minute (huggingface_hub backs off 1 + 2 + 4 + 8 + 8 s).
+instead: ``torch_weights_dir()`` and ``hf_weights_dir()`` (segkit.paths). When a file is not cached we
+first open one TCP connection to the download host (a few seconds at most): offline, this fails at once,
+whereas the download libraries themselves may retry for half a minute (huggingface_hub backs off 1 + 2 + 4 +
+8 + 8 s).
 """
 
 from __future__ import annotations
@@ -14,40 +15,17 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
-from segkit import paths
+from segkit.paths import hf_weights_dir, torch_weights_dir
 
 CONNECT_TIMEOUT_S = 5.0
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """Raised when pretrained weights were asked for but are neither cached nor downloadable."""
-
-
-def torch_weights_dir(root: str | os.PathLike | None = None) -> Path:
-    """Where torchvision's weight files are looked for and downloaded to.
-
-    root: default segkit.paths.pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/torch/checkpoints;
-    not set: torch's own cache, torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub/checkpoints).
-    """
-    root = paths.pretrained_root(root)
-    return root / "torch" / "checkpoints" if root is not None else Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def hf_weights_dir(root: str | os.PathLike | None = None) -> Path:
-    """The Hugging Face hub cache used for smp's (and timm's) weights.
-
-    root: default segkit.paths.pretrained_root() ($SEGKIT_PRETRAINED). Set: <root>/huggingface;
-    not set: huggingface_hub's own cache ($HF_HOME/hub).
-    """
-    from huggingface_hub import constants
-
-    root = paths.pretrained_root(root)
-    return root / "huggingface" if root is not None else Path(constants.HF_HUB_CACHE)
 
 
 @contextmanager

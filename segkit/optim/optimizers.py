@@ -160,13 +160,7 @@ def param_groups(
     return groups
 
 
-OPTIMIZERS = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-}
-
-_GROUP_OPTIONS = (
+GROUP_OPTIONS = (
     "no_decay_norm_and_bias",
     "backbone_prefixes",
     "head_lr_mult",
@@ -176,46 +170,43 @@ _GROUP_OPTIONS = (
 )
 
 
+def sgd(params, lr: float, weight_decay: float, momentum: float = 0.9,
+        nesterov: bool = False) -> torch.optim.SGD:
+    """torch.optim.SGD with momentum; DeepLab's and torchvision's defaults (momentum 0.9)."""
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
+
+
+def adam(params, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+         eps: float = 1e-8) -> torch.optim.Adam:
+    """torch.optim.Adam; its weight_decay is an L2 term added to the gradient."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+
+
+def adamw(params, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+          eps: float = 1e-8) -> torch.optim.AdamW:
+    """torch.optim.AdamW; its weight decay is decoupled: p -= lr * weight_decay * p."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+
+
 def build_optimizer(
-    model: nn.Module,
-    name: str = "sgd",
-    lr: float = 0.01,
-    weight_decay: float = 1e-4,
-    momentum: float | None = None,
-    nesterov: bool | None = None,
-    betas: tuple[float, float] | None = None,
-    eps: float | None = None,
-    **group_options,
+    model: nn.Module, name: str = "sgd", lr: float = 0.01, weight_decay: float = 1e-4, **options
 ) -> torch.optim.Optimizer:
     """An optimizer over `param_groups(model, lr=lr, weight_decay=weight_decay, **group_options)`.
 
-    name: "sgd" (momentum, default 0.9; nesterov, default False), "adam" or "adamw" (betas, default
-    (0.9, 0.999); eps, default 1e-8). Adam's weight_decay is an L2 term added to the gradient; AdamW's is
-    decoupled (p -= lr * weight_decay * p). Defaults follow DeepLab/torchvision: SGD, momentum 0.9, wd 1e-4.
-    group_options: any of no_decay_norm_and_bias, backbone_prefixes, head_lr_mult, last_layer_prefixes,
-    last_layer_lr_mult, bias_lr_mult (see param_groups). Each group's lr is lr * group["lr_mult"].
+    name: a key of segkit.optim.OPTIMIZERS: "sgd" (momentum, default 0.9; nesterov, default False), "adam"
+    or "adamw" (betas, default (0.9, 0.999); eps, default 1e-8). Defaults follow DeepLab/torchvision: SGD,
+    momentum 0.9, wd 1e-4.
+    options: the optimizer's own (above), and the parameter-group options no_decay_norm_and_bias,
+    backbone_prefixes, head_lr_mult, last_layer_prefixes, last_layer_lr_mult, bias_lr_mult (see
+    param_groups). Each group's lr is lr * group["lr_mult"]. An unknown option, or one of another
+    optimizer (betas for sgd), raises segkit.registry.RegistryError listing the options of `name`.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}")
-    unknown = sorted(set(group_options) - set(_GROUP_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for build_optimizer; optimizer options: lr, weight_decay, "
-            "momentum, nesterov (sgd), betas, eps (adam/adamw); "
-            f"parameter-group options: {list(_GROUP_OPTIONS)}"
-        )
+    from segkit.optim import OPTIMIZERS
+
+    OPTIMIZERS.check_name(name)
+    group_options = {key: options.pop(key) for key in list(options) if key in GROUP_OPTIONS}
+    OPTIMIZERS.check_options(name, options, skip=("params", "lr", "weight_decay"), also=GROUP_OPTIONS)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
-
-    if name == "sgd":
-        wrong = [key for key, value in [("betas", betas), ("eps", eps)] if value is not None]
-        extra = {"momentum": 0.9 if momentum is None else momentum, "nesterov": bool(nesterov)}
-    else:
-        wrong = [key for key, value in [("momentum", momentum), ("nesterov", nesterov)] if value is not None]
-        extra = {"betas": (0.9, 0.999) if betas is None else tuple(betas)}
-        extra["eps"] = 1e-8 if eps is None else eps
-    if wrong:
-        raise ValueError(f"option(s) {wrong} do not apply to optimizer {name!r}")
-
     groups = param_groups(model, lr=lr, weight_decay=weight_decay, **group_options)
-    return OPTIMIZERS[name](groups, lr=lr, weight_decay=weight_decay, **extra)
+    return OPTIMIZERS.get(name)(groups, lr=lr, weight_decay=weight_decay, **options)

@@ -26,7 +26,7 @@ start, then call `optimizer.load_state_dict(saved_optimizer)` and `scheduler.loa
 (torch's order; here the other order works too, because loading the scheduler writes the rate of the
 restored iteration into the groups). Training then continues on the same curve.
 
-Schedules (the registry `SCHEDULERS`):
+Schedules (the registry `segkit.optim.SCHEDULERS`):
 
 - "poly" (`PolyLR`): DeepLab's slow start followed by poly decay (tensorflow/models research/deeplab,
   `get_model_learning_rate`). With S = slow_start_steps and T = total_steps:
@@ -58,7 +58,6 @@ slow-start phase.)
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -267,32 +266,36 @@ class CosineLR(IterationSchedule):
         return cosine_decay(base_lr, lr_mult * self.min_lr, t - warmup, self.total_steps - warmup)
 
 
-SCHEDULERS = {
-    "poly": PolyLR,
-    "warmup_poly": WarmupPolyLR,
-    "cosine": CosineLR,
-}
-
-
 def build_scheduler(
     optimizer: torch.optim.Optimizer, name: str = "poly", total_steps: int | None = None, **options
 ) -> IterationSchedule:
-    """Build the schedule `name` (a key of SCHEDULERS) for `optimizer`, to be stepped once per iteration.
+    """Build the schedule `name` (in segkit.optim.SCHEDULERS) for `optimizer`, stepped once per iteration.
 
     Call it before `optimizer.load_state_dict(...)` when resuming (torch's rule: a new scheduler writes the
     groups' rates), then `scheduler.load_state_dict(saved)`; the curve continues where it stopped.
     """
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; known: {sorted(SCHEDULERS)}")
+    from segkit.optim import SCHEDULERS
+
+    SCHEDULERS.check_name(name)
+    SCHEDULERS.check_options(name, options, skip=("optimizer", "total_steps"))
     if total_steps is None:
-        raise ValueError(f"scheduler {name!r} needs total_steps (the number of training iterations)")
-    scheduler_class = SCHEDULERS[name]
-    parameters = inspect.signature(scheduler_class).parameters
-    allowed = [p for p in parameters if p not in ("optimizer", "total_steps")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for scheduler {name!r}; allowed: {allowed}")
-    return scheduler_class(optimizer, total_steps=total_steps, **options)
+        raise ValueError(f"schedule {name!r} needs total_steps (the number of training iterations)")
+    return SCHEDULERS.get(name)(optimizer, total_steps=total_steps, **options)
+
+
+def scheduler_factory(name: str = "poly", **options):
+    """`make_scheduler(optimizer, total_steps)` for the Trainer: build_scheduler(optimizer, name,
+    total_steps, **options), made when the Trainer knows its number of steps. The name and options are
+    checked now, so a mistake shows before any training."""
+    from segkit.optim import SCHEDULERS
+
+    SCHEDULERS.check_name(name)
+    SCHEDULERS.check_options(name, options, skip=("optimizer", "total_steps"))
+
+    def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int) -> IterationSchedule:
+        return build_scheduler(optimizer, name, total_steps=total_steps, **options)
+
+    return make_scheduler
 
 
 def lr_curve(

@@ -283,8 +283,8 @@ def objective(trial: optuna.Trial, search: Search) -> float:
     report = ReportToTrial(trial)
     failure, trainer = None, None
     try:
-        trainer = build_trainer(config, source=f"{search.source} ({run_name})", progress_bar=False,
-                                tensorboard=False, callbacks=[report])
+        config["train"].update(progress_bar=False, tensorboard=False)
+        trainer = build_trainer(config, source=f"{search.source} ({run_name})", callbacks=[report])
         trainer.fit()
     except NonFiniteLossError as error:
         failure = f"non-finite loss: {str(error).splitlines()[0][:200]}"

@@ -1,11 +1,11 @@
 """segkit.trainer: the training loop, its callbacks, checkpoints and distributed plumbing.
 
-    trainer.py      Trainer: fit / evaluate / predict, train_one_epoch, eval_one_epoch
+    trainer.py      Trainer: fit / evaluate, train_one_epoch, train_step
     callbacks.py    Callback events and the built-ins (progress bar, CSV, TensorBoard, checkpoints, ...)
     checkpoint.py   atomic saves, weights_only loads, RNG states as tensors, archived run folders
     data_order.py   seeded, resumable, sharded data order (why the Trainer re-creates DataLoaders)
     distributed.py  torchrun environment, process group, rank-0-only writes
-    options.py      the Trainer's options checked up front (amp, resume modes, sizes, limits)
+    options.py      resume modes and class names (the training options are checked by segkit.config)
 """
 
 from .callbacks import (
@@ -27,7 +27,7 @@ from .checkpoint import (
 )
 from .distributed import cleanup_distributed, dist_info_from_env, init_distributed
 from .options import RESUME_MODES
-from .trainer import NonFiniteLossError, Trainer, logits_of
+from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "Callback",
@@ -48,6 +48,5 @@ __all__ = [
     "find_resume_checkpoint",
     "init_distributed",
     "load_checkpoint",
-    "logits_of",
     "restore_rng_state",
 ]

@@ -1,14 +1,14 @@
-"""The Trainer's options checked before anything is built: clear errors for impossible values.
+"""What the Trainer checks itself, beyond the training options (those are checked by segkit.config).
 
-    check_options(...)   raises ValueError naming the option and the value at fault
-    resume_mode(resume)  False / None -> None (a new run), True -> "auto", or one of RESUME_MODES
+    resume_mode(resume)                       False / None -> None (a new run), True -> "auto", or a mode
+    check_class_names(num_classes, names)     the class names, one per class (default "0", "1", ...)
+
+The options epochs, amp, grad_accum_steps, ... have their defaults and checks in one place, the `train`
+section of segkit.config.SCHEMA, shared by configs and the Trainer's keyword arguments.
 """
 
 from __future__ import annotations
 
-import torch
-
-AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 RESUME_MODES = ("auto", "strict", "best", "restart")  # see `resume` in the Trainer docstring
 
 
@@ -24,36 +24,12 @@ def resume_mode(resume) -> str | None:
                      f"{', '.join(repr(m) for m in RESUME_MODES)}; got {resume!r}")
 
 
-def check_options(num_classes, class_names, epochs, amp, grad_accum_steps, clip_grad_norm, micro_batch_size,
-                  overfit_batches, limit_batches, checkpoint_every_steps, keep_last_k, best_mode) -> None:
-    """Clear errors for impossible Trainer options."""
-
-    def positive_int(name, value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"Trainer option {name} must be an integer >= 1, got {value!r}")
-
-    positive_int("num_classes", num_classes)
-    positive_int("epochs", epochs)
-    positive_int("grad_accum_steps", grad_accum_steps)
-    if class_names is not None and len(class_names) != num_classes:
+def check_class_names(num_classes, class_names) -> list[str]:
+    """`class_names` as a list with one name per class; default the class indices as text."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"Trainer option num_classes must be an integer >= 1, got {num_classes!r}")
+    if class_names is None:
+        return [str(c) for c in range(num_classes)]
+    if len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"Trainer option amp must be one of None, 'bf16', 'fp16', got {amp!r}")
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ValueError(f"Trainer option clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
-    if micro_batch_size not in (None, "auto"):
-        positive_int("micro_batch_size (or None or 'auto')", micro_batch_size)
-    if not isinstance(overfit_batches, int) or overfit_batches < 0:
-        raise ValueError(f"Trainer option overfit_batches must be an integer >= 0, got {overfit_batches!r}")
-    if isinstance(limit_batches, float):
-        if not 0 < limit_batches <= 1:
-            raise ValueError(f"Trainer option limit_batches as a fraction must be in (0, 1], "
-                             f"got {limit_batches}")
-    elif limit_batches is not None:
-        positive_int("limit_batches (or a fraction, or None)", limit_batches)
-    if checkpoint_every_steps is not None:
-        positive_int("checkpoint_every_steps", checkpoint_every_steps)
-    if not isinstance(keep_last_k, int) or keep_last_k < 0:
-        raise ValueError(f"Trainer option keep_last_k must be an integer >= 0, got {keep_last_k!r}")
-    if best_mode not in ("max", "min"):
-        raise ValueError(f"Trainer option best_mode must be 'max' or 'min', got {best_mode!r}")
+    return list(class_names)

@@ -1,10 +1,13 @@
 """The Trainer: one readable training loop, with everything else hung on events (see callbacks.py).
 
     trainer = Trainer(model, loss_fn, optimizer, train_loader, val_loader, num_classes=21,
-                      class_names=VOC_CLASSES, run_dir="runs/unet", epochs=30, amp="bf16")
-    trainer.scheduler = build_scheduler(trainer.optimizer, "poly", total_steps=trainer.total_steps)
+                      class_names=VOC_CLASSES, run_dir="runs/unet", make_scheduler=scheduler_factory("poly"),
+                      epochs=30, amp="bf16")
     trainer.fit()                      # train, evaluate every epoch, checkpoint, log
-    metrics = trainer.evaluate()       # dict from segkit.metrics.ConfusionMatrix.compute()
+    metrics = trainer.evaluate()       # segkit.inference.evaluate: ConfusionMatrix.compute() + "loss"
+
+The options (epochs, amp, grad_accum_steps, ...) are the keys of a config's `train` section: their defaults
+and checks live in one place, segkit.config.SCHEMA["train"], for configs and for this class alike.
 
 One optimizer update ("step") works on `grad_accum_steps` loader batches, each possibly split into
 micro-batches. Every piece of the step's loss is weighted by its share of the step's non-void pixels:
@@ -28,12 +31,16 @@ import math
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
 
+from segkit.config import train_options
+from segkit.data.masks import VOID_INDEX
+from segkit.inference import autocast, evaluate, to_device
 from segkit.paths import runs_root
 
 from . import distributed
@@ -57,18 +64,13 @@ from .checkpoint import (
     set_aside_after_best,
 )
 from .data_order import seeded_train_loader, sharded_eval_loader
-from .options import AMP_DTYPES, check_options, resume_mode
+from .options import check_class_names, resume_mode
 
 CHECKPOINT_FORMAT = 1
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the model was not updated with it."""
-
-
-def logits_of(output) -> torch.Tensor:
-    """The main logits of a model output: the tensor itself, or `output["out"]` for a dict."""
-    return output["out"] if isinstance(output, dict) else output
 
 
 def plain_metrics(metrics: dict) -> dict:
@@ -88,27 +90,11 @@ class Trainer:
         train_loader, val_loader: DataLoaders of (image, mask) made with shuffle=True / False; the
             Trainer re-creates them with a seeded, resumable, sharded order (see data_order.py).
         num_classes, class_names: for the confusion matrix and the per-class table.
-        scheduler: stepped once per optimizer step; may also be assigned later (`trainer.scheduler =
-            ...`) once `trainer.total_steps` is known. A segkit schedule (segkit.optim) resumed in a run
-            with another number of steps is stretched to it (see `stretch_schedule`); PyTorch's own
-            schedulers keep the length they were saved with.
+        make_scheduler: `make_scheduler(optimizer, total_steps) -> scheduler`, called once the number of
+            steps is known; the scheduler is stepped once per optimizer step (segkit.optim.scheduler_factory
+            makes one from a schedule name). A segkit schedule resumed in a run with another number of
+            steps is stretched to it (see `stretch_schedule`); PyTorch's own keep their saved length.
         run_dir: run folder; default `runs_root() / run-<date-time>` (runs/ or $SEGKIT_RUNS).
-        epochs: number of passes over the training data.
-        device: "auto" (CUDA when available), "cpu", "cuda", ... ; under DDP with CUDA, cuda:LOCAL_RANK.
-        amp: None, "bf16" or "fp16" (mixed precision with torch.autocast; fp16 adds a GradScaler, which
-            skips a step whose gradients overflow; the schedule then waits too, so it counts updates).
-        channels_last: store model and images in NHWC memory layout (faster convolutions on GPUs).
-        grad_accum_steps: loader batches per optimizer step.
-        clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
-        micro_batch_size: None (whole batches), an int (split batches into pieces of this many images),
-            or "auto" (whole batches, halved on CUDA out-of-memory until the step fits).
-        overfit_batches: debug mode: train *and* validate on the same first n training batches.
-        limit_batches: use only the first n batches (int) or a fraction (float) of every epoch and of
-            every evaluation.
-        checkpoint_every_steps: also write last.pt every n optimizer steps (mid-epoch resume points).
-        keep_last_k: history checkpoints step-XXXXXXXX.pt kept (0: only last.pt and best.pt).
-        best_metric, best_mode: validation metric choosing best.pt ("miou", "max").
-        seed: seeds the data order, the augmentations and, for a fresh run, torch/random/numpy.
         resume: what to do with what the run folder already holds (True means "auto"):
             False / None  refuse a folder that holds checkpoints (FileExistsError): never overwrite a run.
             "auto"        continue from last.pt (else the newest loadable step-*.pt); start fresh when the
@@ -119,11 +105,20 @@ class Trainer:
                           optimizer, schedule, position, RNGs) and train on from there. Later checkpoints
                           are moved to run_dir/archive/<date-time>/ (see `start_run`).
             "restart"     move everything in the folder to run_dir/archive/<date-time>/, start fresh.
-        sync_batchnorm: under DDP, convert BatchNorm layers to SyncBatchNorm.
+        ignore_index: mask value of void pixels (config: data.ignore_index), left out of the metrics and of
+            the pixel weights of a step.
         config: the resolved configuration (plain dict), saved as config.yaml and in every checkpoint.
         callbacks: extra `Callback`s, run after the built-in ones.
-        progress_bar, print_table, tensorboard: switch the built-in callbacks (TensorBoard only when the
-            package is installed).
+        **options: the training options, keys of segkit.config.SCHEMA["train"] with its defaults and checks
+            (`segkit train --help` lists them): epochs, device ("auto": CUDA when available), amp (None,
+            "bf16" or "fp16"; fp16 adds a GradScaler, which skips a step whose gradients overflow, and the
+            schedule then waits too), channels_last, grad_accum_steps, micro_batch_size (None, an int, or
+            "auto": halved on CUDA out-of-memory until the step fits), clip_grad_norm, overfit_batches
+            (train *and* validate on the first n training batches), limit_batches (the first n batches of
+            every epoch and evaluation), checkpoint_every_steps, keep_last_k (history checkpoints
+            step-XXXXXXXX.pt), best_metric (picks best.pt; "loss" is minimised, the others maximised), seed
+            (data order, augmentations and, for a fresh run, torch/random/numpy), sync_batchnorm,
+            print_table, progress_bar, tensorboard. Read them back as `trainer.options.<name>`.
     """
 
     def __init__(
@@ -136,47 +131,25 @@ class Trainer:
         *,
         num_classes: int,
         class_names: list[str] | tuple[str, ...] | None = None,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        make_scheduler=None,
         run_dir: str | Path | None = None,
-        epochs: int = 1,
-        device: str | torch.device = "auto",
-        amp: str | None = None,
-        channels_last: bool = False,
-        grad_accum_steps: int = 1,
-        clip_grad_norm: float | None = None,
-        micro_batch_size: int | str | None = None,
-        overfit_batches: int = 0,
-        limit_batches: int | float | None = None,
-        checkpoint_every_steps: int | None = None,
-        keep_last_k: int = 3,
-        best_metric: str = "miou",
-        best_mode: str = "max",
-        seed: int = 0,
         resume: bool | str | None = False,
-        sync_batchnorm: bool = False,
-        ignore_index: int = 255,
+        ignore_index: int = VOID_INDEX,
         config: dict | None = None,
         callbacks: list[Callback] | None = None,
-        progress_bar: bool = True,
-        print_table: bool = True,
-        tensorboard: bool = True,
+        **options,
     ):
-        check_options(num_classes, class_names, epochs, amp, grad_accum_steps, clip_grad_norm,
-                      micro_batch_size, overfit_batches, limit_batches, checkpoint_every_steps, keep_last_k,
-                      best_mode)
+        self.options = SimpleNamespace(**train_options("Trainer", **options))
+        options = self.options
         self.num_classes = num_classes
-        if class_names is None:
-            class_names = [str(c) for c in range(num_classes)]
-        self.class_names = list(class_names)
-        self.epochs = epochs
-        self.grad_accum_steps = grad_accum_steps
-        self.clip_grad_norm = clip_grad_norm
-        self.micro_batch_size = micro_batch_size
-        self.limit_batches = limit_batches
-        self.seed = seed
+        self.class_names = check_class_names(num_classes, class_names)
+        self.epochs = options.epochs
+        self.seed = options.seed
         self.resume = resume_mode(resume)  # None or one of RESUME_MODES
         self.ignore_index = ignore_index
         self.config = config if config is not None else {}
+        micro_batch_size = options.micro_batch_size
+        device = options.device
 
         # Where this process stands, and the device it computes on.
         if str(device) == "auto":
@@ -194,9 +167,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
 
         # The model on its device; `train_model` is what the training step calls (DDP wrapper or model).
-        self.channels_last = channels_last
-        memory_format = torch.channels_last if channels_last else torch.preserve_format
-        if sync_batchnorm and self.dist.is_distributed:
+        self.channels_last = options.channels_last
+        memory_format = torch.channels_last if options.channels_last else torch.preserve_format
+        if options.sync_batchnorm and self.dist.is_distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device, memory_format=memory_format)
         self.train_model = self.model
@@ -205,21 +178,21 @@ class Trainer:
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.amp_dtype = AMP_DTYPES[amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.amp == "fp16")
 
         # Data in a seeded, resumable order (overfit mode: the same first batches for train and val).
         rank, world = self.dist.rank, self.dist.world_size
+        overfit_batches = options.overfit_batches
         first = overfit_batches * (train_loader.batch_size or 1) if overfit_batches else None
-        self.train_loader = seeded_train_loader(train_loader, seed, rank, world, first_samples=first)
+        self.train_loader = seeded_train_loader(train_loader, self.seed, rank, world, first_samples=first)
         if overfit_batches:
             self.val_loader = sharded_eval_loader(train_loader, rank, world, first_samples=first)
         else:
             self.val_loader = sharded_eval_loader(val_loader, rank, world) if val_loader is not None else None
         self.batches_per_epoch = self.limited(len(self.train_loader))
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / grad_accum_steps)
-        self.total_steps = epochs * self.steps_per_epoch
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / options.grad_accum_steps)
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.scheduler = make_scheduler(optimizer, self.total_steps) if make_scheduler is not None else None
 
         # Training state: all of it goes into checkpoints.
         self.epoch = 0  # 0-based epoch in progress
@@ -237,13 +210,15 @@ class Trainer:
         self.epoch_finished = False
         self.auto_chunk = None  # micro-batch size found by micro_batch_size="auto"
 
-        self.callbacks = [ProgressBar()] if progress_bar else []
+        self.callbacks = [ProgressBar()] if options.progress_bar else []
         self.callbacks.append(CSVLogger())
-        if tensorboard and tensorboard_available():
+        if options.tensorboard and tensorboard_available():
             self.callbacks.append(TensorBoardLogger())
-        if print_table:
+        if options.print_table:
             self.callbacks.append(MetricsTable())
-        self.callbacks.append(Checkpointer(checkpoint_every_steps, keep_last_k, best_metric, best_mode))
+        best_mode = "min" if options.best_metric == "loss" else "max"
+        self.callbacks.append(Checkpointer(options.checkpoint_every_steps, options.keep_last_k,
+                                           options.best_metric, best_mode))
         self.callbacks += list(callbacks or [])
 
     # ----------------------------------------------------------------------------------------- the loop
@@ -282,7 +257,7 @@ class Trainer:
         for batch in iter_limited(self.train_loader, remaining):
             step_batches.append(batch)
             position = self.batches_done + len(step_batches)
-            if position % self.grad_accum_steps == 0 or position == self.batches_per_epoch:
+            if position % self.options.grad_accum_steps == 0 or position == self.batches_per_epoch:
                 self.train_step(step_batches)
                 step_batches = []
         return self.epoch_loss
@@ -294,9 +269,9 @@ class Trainer:
             self.loss_fn.set_step(self.step)
         batch_losses = self.accumulate_gradients(batches)
         self.check_finite(batch_losses)
-        if self.clip_grad_norm is not None:
+        if self.options.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.clip_grad_norm)
         self.lr = self.optimizer.param_groups[0]["lr"]
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)  # = optimizer.step(), skipped by fp16 scaling when grads overflow
@@ -316,12 +291,13 @@ class Trainer:
     def accumulate_gradients(self, batches: list) -> list[float]:
         """Backward passes of one step; with micro_batch_size="auto", retried with halved pieces on OOM."""
         while True:
-            chunk = self.micro_batch_size if isinstance(self.micro_batch_size, int) else self.auto_chunk
+            micro_batch_size = self.options.micro_batch_size
+            chunk = micro_batch_size if isinstance(micro_batch_size, int) else self.auto_chunk
             try:
                 return self.forward_backward(batches, chunk)
             except torch.OutOfMemoryError:
                 largest = chunk or max(len(images) for images, _ in batches)
-                if self.micro_batch_size != "auto" or largest == 1:
+                if micro_batch_size != "auto" or largest == 1:
                     raise
             # Outside the except block, so the failed attempt's tensors can be freed.
             self.optimizer.zero_grad(set_to_none=True)
@@ -350,7 +326,7 @@ class Trainer:
         pieces = [(piece, weight) for piece, weight in zip(pieces, weights, strict=True) if weight > 0]
         batch_losses = [torch.zeros((), device=self.device) for _ in batches]
         for number, ((index, images, masks), weight) in enumerate(pieces):
-            images, masks = self.to_device(images, masks)
+            images, masks = to_device(images, masks, self.device, self.channels_last)
             last_piece = number == len(pieces) - 1
             no_sync = self.train_model.no_sync if self.dist.is_distributed and not last_piece else None
             with no_sync() if no_sync else contextlib.nullcontext():  # DDP averages gradients once per step
@@ -380,58 +356,25 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- evaluation
 
-    @torch.inference_mode()
-    def eval_one_epoch(self, loader) -> dict:
-        """Confusion matrix over `loader` (all processes, all-reduced) -> metrics dict, plus "loss"."""
-        from segkit.metrics import ConfusionMatrix
-
-        self.model.eval()
-        confusion = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index, device=self.device)
-        # [sum over batches of valid pixels * mean loss, sum of valid pixels]
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for images, masks in iter_limited(loader, self.limited(len(loader))):
-            valid = int((masks != self.ignore_index).sum())
-            images, masks = self.to_device(images, masks)
-            with self.autocast():
-                logits = logits_of(self.model(images))
-                if valid:
-                    loss_sum[0] += self.loss_fn(logits, masks).double() * valid
-            loss_sum[1] += valid
-            confusion.update(logits.argmax(1), masks)
-        confusion.all_reduce()
-        distributed.all_reduce_sum(loss_sum)
-        metrics = confusion.compute()
-        metrics["loss"] = float(loss_sum[0] / loss_sum[1]) if loss_sum[1] > 0 else float("nan")
-        self.confusion = confusion
-        return metrics
-
     def evaluate(self, loader: torch.utils.data.DataLoader | None = None) -> dict:
-        """Evaluate on `loader` (default: the validation loader); fires on_evaluate_end."""
+        """segkit.inference.evaluate of the model on `loader` (default: the validation loader), with this
+        run's loss, void label, mixed precision and limit_batches; every process evaluates its shard and the
+        counts are summed. Returns the metrics (ConfusionMatrix.compute() plus "loss"), keeps the
+        ConfusionMatrix as `trainer.confusion`, and fires on_evaluate_end."""
         if loader is None:
             if self.val_loader is None:
                 raise ValueError("Trainer.evaluate() needs a loader: this Trainer has no val_loader")
             loader = self.val_loader
         else:
             loader = sharded_eval_loader(loader, self.dist.rank, self.dist.world_size)
-        metrics = self.eval_one_epoch(loader)
+        metrics = evaluate(self.model, loader, self.num_classes, ignore_index=self.ignore_index,
+                           loss_fn=self.loss_fn, amp=self.options.amp, channels_last=self.channels_last,
+                           max_batches=self.limited(len(loader)))
+        self.confusion = metrics.pop("confusion_matrix")
+        metrics.pop("num_images")
         self.val_metrics = metrics
         self.fire("on_evaluate_end", metrics)
         return metrics
-
-    @torch.inference_mode()
-    def predict(self, loader, probabilities: bool = False):
-        """Yield, per batch of `loader`, labels (N, H, W) int64 or softmax probabilities (N, C, H, W) on CPU.
-
-        A batch is images (N, 3, H, W) or a tuple/list whose first item is the images. For sliding-window
-        and test-time augmentation see segkit.predict.
-        """
-        self.model.eval()
-        for batch in loader:
-            images = batch[0] if isinstance(batch, tuple | list) else batch
-            images, _ = self.to_device(images, None)
-            with self.autocast():
-                logits = logits_of(self.model(images)).float()
-            yield logits.softmax(1).cpu() if probabilities else logits.argmax(1).cpu()
 
     # ------------------------------------------------------------------------------- checkpoints, runs
 
@@ -603,25 +546,14 @@ class Trainer:
             getattr(callback, event)(self, *args)
 
     def autocast(self):
-        """Mixed-precision context (`torch.autocast` with the chosen dtype), or a no-op without amp."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
-
-    def to_device(self, images: torch.Tensor, masks: torch.Tensor | None):
-        non_blocking = self.device.type == "cuda"
-        images = images.as_subclass(torch.Tensor).to(self.device, non_blocking=non_blocking)
-        if self.channels_last and images.dim() == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        if masks is not None:
-            masks = masks.as_subclass(torch.Tensor).to(self.device, non_blocking=non_blocking)
-        return images, masks
+        """Mixed-precision context (`torch.autocast` with train.amp's dtype), or a no-op without amp."""
+        return autocast(self.device, self.options.amp)
 
     def limited(self, num_batches: int) -> int:
         """How many of `num_batches` an epoch or evaluation uses under `limit_batches`."""
-        if self.limit_batches is None:
+        if self.options.limit_batches is None:
             return num_batches
-        if isinstance(self.limit_batches, float):
-            return max(1, int(self.limit_batches * num_batches))
-        return min(num_batches, self.limit_batches)
+        return min(num_batches, self.options.limit_batches)
 
     @property
     def epoch_loss(self) -> float:

@@ -4,11 +4,13 @@ Segmentation", arXiv:1901.02985), small enough for a CPU and the shapes dataset.
 Two levels are searched at once by a continuous relaxation: the cell (which operators connect which
 states, alpha) and the network (at which output stride each layer works, beta).
 
-    ops.py      the 8 operators (none, 3x3 max/avg pool, skip, 3x3/5x5 separable, 3x3/5x5 atrous rate 2)
-    cell.py     SearchCell (softmax(alpha)-mixed edges) and DiscreteCell (a decoded genotype)
+    cell.py     SearchCell: every edge a softmax(alpha)-weighted MixedOp
     network.py  AutoDeepLabSearch: stem, trellis of L layers over strides 4/8/16/32, ASPP per level, summed
     search.py   search / BilevelSearch: weights on trainA (SGD), alpha and beta on trainB (Adam), first order
-    decode.py   decode_cell, decode_path (Viterbi), AutoDeepLab: the decoded plain model
+    decode.py   decode_cell, decode_path (Viterbi), build_decoded_model
+
+The operators, the decoded cell and the decoded network (AutoDeepLab, registered as the model
+"autodeeplab") live on the ground floor, in segkit.models.autodeeplab; this package builds on them.
 
     network = AutoDeepLabSearch(num_classes=21, num_layers=4, num_blocks=3, filter_multiplier=4,
                                 stem_channels=16, aspp_channels=16)
@@ -26,18 +28,13 @@ bilinearly here), and the retraining recipe of the decoded model (a DeepLabv3+ d
 a larger ASPP).
 """
 
-from .cell import DiscreteCell, SearchCell, cell_edges, num_edges
-from .decode import (
-    AutoDeepLab,
-    build_decoded_model,
-    decode_cell,
-    decode_path,
-    draw_path,
-    format_genotype,
-    path_probability,
-)
-from .network import LEVEL_STRIDES, AutoDeepLabSearch, beta_probabilities
-from .ops import OP_NAMES, OPS, MixedOp
+from segkit.models.autodeeplab.cell import DiscreteCell, cell_edges, num_edges
+from segkit.models.autodeeplab.network import LEVEL_STRIDES, AutoDeepLab, draw_path, format_genotype
+from segkit.models.autodeeplab.ops import OP_NAMES, OPS, MixedOp
+
+from .cell import SearchCell
+from .decode import build_decoded_model, decode_cell, decode_path, path_probability
+from .network import AutoDeepLabSearch, beta_probabilities
 from .search import BilevelSearch, SearchHistory, search, search_space_size, split_train
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Decoding a searched Auto-DeepLab: the cell from alpha, the path from beta, and the plain decoded network.
+"""Decoding a searched Auto-DeepLab: the cell from alpha, the path from beta, and the decoded network.
 
 Cell (as in DARTS and Auto-DeepLab): with w = softmax(alpha) per edge, each block keeps
 
@@ -14,14 +14,8 @@ found by the Viterbi algorithm: the best score of every node of layer l + 1 is t
 three) predecessors of (their best score + log p), and back-pointers give the path. It costs O(L * 4 * 3)
 instead of the ~3^L of trying every path.
 
-The decoded network (AutoDeepLab) is the plain model the paper retrains from scratch: the stem, one
-discrete cell per layer at the level the path chose, and an ASPP at the last layer's level:
-
-    image -> stem (stride 4) -> cell 1 at stride path[0] -> ... -> cell L at stride path[-1]
-          -> ASPP (1x1 | 3x3 rate 96/stride | image pooling) -> 1x1 logits conv -> bilinear to (H, W)
-
-Cell l reads the outputs of layers l-1 and l-2 on the path (the stem stands in for the missing ones of
-cells 1 and 2), both resized bilinearly to the cell's resolution. Channels as in the search: B * F * 2^level.
+build_decoded_model turns a searched network into the plain network it decodes to, with new random weights:
+segkit.models.autodeeplab.network.AutoDeepLab, the model the paper retrains from scratch.
 """
 
 from __future__ import annotations
@@ -29,22 +23,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from .cell import DiscreteCell, blocks_for_edges, check_genotype, state_name
-from .network import (
-    LEVEL_STRIDES,
-    NUM_LEVELS,
-    AutoDeepLabSearch,
-    LevelHead,
-    beta_probabilities,
-    check_positive,
-    level_sizes,
-    reachable_levels,
-    resize,
-    stem,
-)
-from .ops import NONE_INDEX, OP_NAMES
+from segkit.models.autodeeplab.cell import blocks_for_edges
+from segkit.models.autodeeplab.network import LEVEL_STRIDES, AutoDeepLab, check_path, reachable_levels
+from segkit.models.autodeeplab.ops import NONE_INDEX, OP_NAMES
+
+from .network import AutoDeepLabSearch, beta_probabilities
 
 
 def as_tensor(values, name: str) -> torch.Tensor:
@@ -121,94 +105,6 @@ def path_probability(beta, path) -> float:
     for layer, (source, target) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
         product *= float(probabilities[layer, source, target - source + 1])
     return product
-
-
-def check_path(path) -> list[int]:
-    """The path (output strides of layers 1..L) as levels 0..3; ValueError naming the bad layer."""
-    if not isinstance(path, list | tuple) or not path:
-        raise ValueError(f"path must be a non-empty list of output strides {LEVEL_STRIDES}, got {path!r}")
-    levels, previous = [], 0  # the stem is at level 0 (stride 4)
-    for layer, stride in enumerate(path, start=1):
-        if stride not in LEVEL_STRIDES or isinstance(stride, bool):
-            raise ValueError(f"path layer {layer}: stride {stride!r} is not one of {LEVEL_STRIDES}")
-        level = LEVEL_STRIDES.index(stride)
-        if abs(level - previous) > 1:
-            raise ValueError(f"path layer {layer}: stride {stride} after {LEVEL_STRIDES[previous]}; the path "
-                             "moves at most one level (x2 or /2) per layer and starts at stride 4")
-        levels.append(level)
-        previous = level
-    return levels
-
-
-def format_genotype(genotype) -> str:
-    """The cell as text, one line per block: ``block 0 = sep_conv_3x3(prev) + skip_connect(prev_prev)``."""
-    lines = []
-    for block, pairs in enumerate(check_genotype(genotype)):
-        terms = " + ".join(f"{op_name}({state_name(state)})" for op_name, state in pairs)
-        lines.append(f"block {block} = {terms}")
-    lines.append(f"cell output = concat(block 0..{len(lines) - 1})")
-    return "\n".join(lines)
-
-
-def draw_path(path) -> str:
-    """The path as a text grid: one row per stride, one column per layer (0 = stem), ``o`` on the path."""
-    levels = [0] + check_path(path)
-    lines = ["layer      " + " ".join(f"{layer:>2}" for layer in range(len(levels)))]
-    for level in range(NUM_LEVELS):
-        marks = " ".join(" o" if on_path == level else " ." for on_path in levels)
-        lines.append(f"stride {LEVEL_STRIDES[level]:>2}  " + marks)
-    return "\n".join(lines)
-
-
-class AutoDeepLab(nn.Module):
-    """The decoded Auto-DeepLab network (see the module docstring).
-
-    Args:
-        genotype: the cell, a list of blocks of two ``(op_name, state)`` pairs (decode_cell).
-        path: output strides of layers 1..L (decode_path), e.g. ``[4, 8, 8, 16]``.
-        num_classes, filter_multiplier, stem_channels, aspp_channels, aspp_rate_base: as in
-            AutoDeepLabSearch.
-
-    ``forward(x: (N, 3, H, W) float)`` returns logits ``(N, num_classes, H, W)``. Parameter names:
-    ``stem.*``, ``cells.<l-1>.*``, ``head.aspp.*``, ``head.classifier.*`` (the logits conv:
-    ``last_layer_prefixes``). ``output_stride`` is the coarsest stride on the path.
-    """
-
-    def __init__(self, genotype, path, num_classes: int = 21, filter_multiplier: int = 8,
-                 stem_channels: int = 32, aspp_channels: int = 32, aspp_rate_base: int = 96):
-        super().__init__()
-        for name, value in [("num_classes", num_classes), ("filter_multiplier", filter_multiplier),
-                            ("stem_channels", stem_channels), ("aspp_channels", aspp_channels),
-                            ("aspp_rate_base", aspp_rate_base)]:
-            check_positive(name, value)
-        self.genotype = check_genotype(genotype)
-        self.levels = check_path(path)
-        self.path = [LEVEL_STRIDES[level] for level in self.levels]
-        self.num_classes = num_classes
-        num_blocks = len(self.genotype)
-
-        self.stem = stem(stem_channels)
-        channels = [stem_channels]  # output channels of layer 0 (stem), 1, 2, ...
-        self.cells = nn.ModuleList()
-        for layer, level in enumerate(self.levels, start=1):
-            width = filter_multiplier * 2**level
-            prev, prev_prev = channels[layer - 1], channels[max(layer - 2, 0)]
-            self.cells.append(DiscreteCell(prev_prev, prev, width, self.genotype))
-            channels.append(num_blocks * width)
-        self.head = LevelHead(channels[-1], self.levels[-1], num_classes, aspp_channels, aspp_rate_base)
-        self.last_layer_prefixes = ("head.classifier.",)
-        self.output_stride = max(self.path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"AutoDeepLab expects images (N, 3, H, W), got shape {tuple(x.shape)}")
-        outputs = [self.stem(x)]
-        sizes = level_sizes(tuple(outputs[0].shape[-2:]))
-        for layer, (level, cell) in enumerate(zip(self.levels, self.cells, strict=True), start=1):
-            prev = resize(outputs[layer - 1], sizes[level])
-            prev_prev = resize(outputs[max(layer - 2, 0)], sizes[level])
-            outputs.append(cell(prev_prev, prev))
-        return resize(self.head(outputs[-1]), tuple(x.shape[-2:]))
 
 
 def build_decoded_model(network: AutoDeepLabSearch, num_classes: int | None = None) -> AutoDeepLab:

@@ -41,25 +41,25 @@ is 1 x 1, so train with batches of at least 2 images.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from segkit.models.deeplabv3 import ASPP
+from segkit.models.autodeeplab.cell import num_edges
+from segkit.models.autodeeplab.network import (
+    LEVEL_STRIDES,
+    NUM_LEVELS,
+    LevelHead,
+    check_positive,
+    level_sizes,
+    reachable_levels,
+    resize,
+    stem,
+)
+from segkit.models.autodeeplab.ops import OP_NAMES
 
-from .cell import SearchCell, num_edges
-from .ops import OP_NAMES
+from .cell import SearchCell
 
-LEVEL_STRIDES = (4, 8, 16, 32)
-NUM_LEVELS = len(LEVEL_STRIDES)
 DIRECTIONS = ("up", "same", "down")  # beta's last axis: to level s-1, s, s+1
-
-
-def reachable_levels(layer: int) -> range:
-    """Levels of the trellis at ``layer`` (layer 0 = the stem output at stride 4): 0..min(layer, 3)."""
-    return range(min(layer, NUM_LEVELS - 1) + 1)
 
 
 def valid_directions() -> torch.Tensor:
@@ -78,53 +78,6 @@ def beta_probabilities(beta: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"beta must have shape {expected}, got {tuple(beta.shape)}")
     valid = valid_directions().to(beta.device)
     return beta.masked_fill(~valid, float("-inf")).softmax(dim=-1)
-
-
-def level_sizes(stem_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """Spatial size of each level, from the stem output's (stride 4) size: ceil(size / 2^level)."""
-    height, width = stem_size
-    return [(-(-height // 2**level), -(-width // 2**level)) for level in range(NUM_LEVELS)]
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(N, C, h, w)`` to ``size`` (unchanged when it already has that size)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def stem(out_channels: int) -> nn.Sequential:
-    """Image to stride 4: 3x3 conv stride 2 (3 -> out/2) -> 3x3 conv (out/2 -> out/2) -> 3x3 conv stride 2
-    (-> out), each conv without bias followed by BN and ReLU. ``(N, 3, H, W) -> (N, out, ceil(H/4), ...)``."""
-    half = max(1, out_channels // 2)
-    layers = OrderedDict()
-    for index, (c_in, c_out, stride) in enumerate([(3, half, 2), (half, half, 1), (half, out_channels, 2)]):
-        layers[f"conv{index + 1}"] = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        layers[f"bn{index + 1}"] = nn.BatchNorm2d(c_out)
-        layers[f"relu{index + 1}"] = nn.ReLU()
-    return nn.Sequential(layers)
-
-
-class LevelHead(nn.Module):
-    """ASPP (1x1 | 3x3 at rate 96 / stride | image pooling) -> 1x1 logits conv ``classifier``.
-
-    ``(N, in, h, w) -> (N, num_classes, h, w)``.
-    """
-
-    def __init__(self, in_channels: int, level: int, num_classes: int, aspp_channels: int,
-                 aspp_rate_base: int = 96):
-        super().__init__()
-        rate = max(1, aspp_rate_base // LEVEL_STRIDES[level])
-        self.aspp = ASPP(in_channels, (rate,), out_channels=aspp_channels)
-        self.classifier = nn.Conv2d(aspp_channels, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.aspp(x))
-
-
-def check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Auto-DeepLab option {name} must be an integer >= 1, got {value!r}")
 
 
 class AutoDeepLabSearch(nn.Module):

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from segkit.metrics import ConfusionMatrix
+from segkit.data.masks import VOID_INDEX
+from segkit.inference import evaluate
 
 from .decode import decode_cell, decode_path
 from .network import AutoDeepLabSearch
@@ -86,7 +87,7 @@ class BilevelSearch:
         arch_lr, arch_weight_decay: Adam on alpha and beta.
         clip_grad_norm: clip the weights' gradient norm (None: no clipping).
         limit_batches: at most this many trainA batches per epoch (quick runs).
-        loss_fn: ``loss_fn(logits, target) -> scalar``; default cross-entropy with ignore_index=255.
+        loss_fn: ``loss_fn(logits, target) -> scalar``; default cross-entropy, ignore_index=VOID_INDEX (255).
         device: "cpu", "cuda", ... ; seed: shuffling of both halves.
 
     ``weight_optimizer`` and ``arch_optimizer`` are created here, so callers can inspect or hook them.
@@ -114,7 +115,7 @@ class BilevelSearch:
         self.network = network.to(self.device)
         self.epochs, self.warmup_epochs, self.limit_batches = epochs, warmup_epochs, limit_batches
         self.clip_grad_norm = clip_grad_norm
-        self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss(ignore_index=255)
+        self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss(ignore_index=VOID_INDEX)
 
         def loader(dataset, offset):
             generator = torch.Generator().manual_seed(seed + offset)
@@ -202,16 +203,9 @@ class BilevelSearch:
         if self.val_loader is not None:
             history.val_miou.append(self.evaluate())
 
-    @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean IoU of the relaxed network on the validation set (eval mode)."""
-        self.network.eval()
-        confusion = ConfusionMatrix(self.network.num_classes, ignore_index=255)
-        for images, masks in self.val_loader:
-            logits = self.network(images.as_subclass(torch.Tensor).to(self.device))
-            confusion.update(logits.argmax(1).cpu(), masks.as_subclass(torch.Tensor))
-        self.network.train()
-        return confusion.compute()["miou"]
+        """Mean IoU of the relaxed network on the validation set (segkit.inference.evaluate, eval mode)."""
+        return evaluate(self.network, self.val_loader, self.network.num_classes)["miou"]
 
     def epoch_summary(self, epoch: int, search_arch: bool) -> str:
         history = self.history

@@ -1,17 +1,13 @@
 """Deep priors (after DP-NAS, Mundt et al. 2021): random-weight encoders scored by a trained linear head.
 
-Import what you need from its module; nothing is imported here, so `segkit --help` (which registers the
-`segkit deep-prior` command from cli.py) stays quick.
+Import what you need from its module; nothing is imported here. The networks themselves (architecture
+strings, RandomEncoder, LinearHead, DeepPriorModel) live on the ground floor, in segkit.models.deep_prior.
 
-    archstring.py   "[C(16,3,1,1,0), P(2,2)]" <-> layers; feasibility for an input size
-    model.py        RandomEncoder (Kaiming-normal from a seed), LinearHead, DeepPriorModel(freeze_encoder),
-                    registered in segkit.models as "deep_prior"
     embeddings.py   ProbeData (train/val at a fixed size), features cached on disk by (arch, seed, data),
                     store_embeddings: the --store-embeddings export (.npy + ids + JSON)
     probe.py        fit / evaluate, score_architecture: head on cached embeddings -> val mIoU (the reward)
     metaqnn.py      epsilon-greedy tabular Q-learning over arch strings, replay buffer, a CSV log that resumes
     experiments.py  the paper's three hypotheses: compare_architectures, compare_seeds, train_whole_network
-    cli.py          `segkit deep-prior score ARCH ...` and `segkit deep-prior search ...`
 
     from segkit.search.deep_prior.embeddings import ProbeData
     from segkit.search.deep_prior.experiments import compare_architectures, results_table

@@ -47,9 +47,8 @@ from torchvision.transforms import v2
 
 from segkit import paths
 from segkit.data import IMAGENET_MEAN, IMAGENET_STD, VOCSegmentation
-
-from .archstring import canonical_arch
-from .model import RandomEncoder
+from segkit.models.deep_prior.archstring import canonical_arch
+from segkit.models.deep_prior.network import RandomEncoder
 
 FORMAT = 1
 _TO_FLOAT = {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .archstring import canonical_arch
+from segkit.models.deep_prior.archstring import canonical_arch
+from segkit.models.deep_prior.network import DeepPriorModel, RandomEncoder
+
 from .embeddings import ProbeData
-from .model import DeepPriorModel, RandomEncoder
 from .probe import ProbeResult, fit, score_architecture
 
 

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .archstring import Conv, Pool, check_layer, parse_arch
+from segkit.models.deep_prior.archstring import Conv, Pool, check_layer, parse_arch
+
 from .embeddings import ProbeData, atomic_write
 from .probe import score_architecture
 

@@ -30,12 +30,21 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
-from segkit.metrics import ConfusionMatrix
+from segkit.data.masks import VOID_INDEX
+from segkit.inference import evaluate as evaluate_loader
+from segkit.models.deep_prior.archstring import (
+    canonical_arch,
+    infeasibility,
+    out_channels,
+    output_stride,
+    parse_arch,
+    spatial_sizes,
+)
+from segkit.models.deep_prior.network import HeadOnFeatures, LinearHead
 
-from .archstring import canonical_arch, infeasibility, out_channels, output_stride, parse_arch, spatial_sizes
 from .embeddings import ProbeData
-from .model import HeadOnFeatures, LinearHead
 
 
 @dataclass
@@ -52,18 +61,12 @@ class FitResult:
         return self.val_miou[-1] if self.val_miou else float("nan")
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, inputs: torch.Tensor, masks: torch.Tensor, num_classes: int,
-             batch_size: int = 16, device="cpu") -> dict:
-    """Metrics (segkit.metrics.ConfusionMatrix.compute) of `model` on inputs (N, ...), masks (N, H, W)."""
-    was_training = model.training
-    model.eval()
-    confusion = ConfusionMatrix(num_classes, ignore_index=255)
-    for start in range(0, len(inputs), batch_size):
-        logits = model(inputs[start : start + batch_size].to(device))
-        confusion.update(logits.argmax(1).cpu(), masks[start : start + batch_size].long())
-    model.train(was_training)
-    return confusion.compute()
+             batch_size: int = 16) -> dict:
+    """Metrics of `model` on inputs (N, ...), masks (N, H, W): segkit.inference.evaluate over batches of
+    `batch_size` (moved batch by batch to the device of the model)."""
+    loader = DataLoader(TensorDataset(inputs, masks.long()), batch_size=batch_size)
+    return evaluate_loader(model, loader, num_classes)
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
@@ -96,9 +99,9 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             target = masks[index].long().to(device)
-            if not (target != 255).any():
+            if not (target != VOID_INDEX).any():
                 continue  # nothing labelled in this batch: no loss, no step
-            loss = F.cross_entropy(model(inputs[index].to(device)), target, ignore_index=255)
+            loss = F.cross_entropy(model(inputs[index].to(device)), target, ignore_index=VOID_INDEX)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -106,7 +109,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
             result.steps += 1
         result.train_loss.append(sum(losses) / len(losses) if losses else float("nan"))
         if val is not None:
-            result.val_miou.append(evaluate(model, *val, num_classes, device=device)["miou"])
+            result.val_miou.append(evaluate(model, *val, num_classes)["miou"])
             if early_stop is not None and epoch + 1 == early_stop[0] and result.val_miou[-1] < early_stop[1]:
                 result.stopped_early = True
                 break

@@ -1,0 +1,191 @@
+"""`segkit competition setup|score|leaderboard|choose`: the instructor's tools for the class competition.
+
+    segkit competition setup --data data/shapes --out COMP [--seed S] [--public-fraction 0.5] ...
+    segkit competition score SUBMISSION.zip --team NAME --comp COMP
+    segkit competition leaderboard --comp COMP [--final] [--out DIR]
+    segkit competition choose --comp COMP --team NAME 12 17        (or --clear)
+
+COMP is the competition folder written by `setup`: COMP/truth (keep it to yourself) and COMP/board. The rules,
+and a whole round step by step, are in competition/README.md. Nothing here imports torchvision or smp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  segkit competition setup --data data/shapes --out ~/comp2026 --seed 20260501
+  segkit competition score owls_2.zip --team owls --comp ~/comp2026
+  segkit competition leaderboard --comp ~/comp2026               # live board, best public score per team
+  segkit competition choose --comp ~/comp2026 --team owls 12 17  # count submissions #12 and #17
+  segkit competition leaderboard --comp ~/comp2026 --final       # private scores, rank changes
+"""
+
+
+def competition_errors() -> tuple[type[Exception], ...]:
+    """What a wrong competition folder or a wrong argument raises: reported in one line, exit status 2."""
+    from segkit.competition.board import BoardError
+    from segkit.competition.rules import RulesError
+    from segkit.competition.truth import TruthError
+
+    return BoardError, RulesError, TruthError, ValueError, OSError
+
+
+def fail(error: Exception) -> int:
+    print(f"segkit competition: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _run_setup(args: argparse.Namespace) -> int:
+    from segkit.competition.truth import prepare_competition
+
+    try:
+        summary = prepare_competition(
+            args.data, args.out, seed=args.seed, public_fraction=args.public_fraction,
+            daily_limit=args.daily_limit, final_count=args.final_count, ladder_margin=args.ladder_margin,
+            time_limit_s=args.time_limit)
+    except competition_errors() as error:
+        return fail(error)
+    print(f"competition ready in {args.out}")
+    print(f"  truth (keep private): {summary['truth']}  "
+          f"({summary['public']} public + {summary['private']} private test images)")
+    print(f"  split seed (keep private): {summary['seed']}")
+    print(f"  board and rules:      {summary['board']}  (competition.json)")
+    print(f"  sample submission:    {summary['sample_submission']}")
+    print(f"next: segkit competition score SUBMISSION.zip --team NAME --comp {args.out}")
+    return 0
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from segkit.competition.board import Board
+    from segkit.competition.scoring import student_report, submit
+
+    comp = Path(args.comp)
+    try:
+        row, result = submit(args.submission, args.team, comp / "truth", comp / "board")
+        board = Board(comp / "board")
+    except competition_errors() as error:
+        return fail(error)
+    print(student_report(row, result, board))
+    return 0 if row.accepted else 1
+
+
+def write_leaderboard(board_dir: Path, final: bool = False, out_dir: Path | None = None) -> str:
+    """Write leaderboard.md and leaderboard.html into out_dir (default: the board folder); return the text."""
+    from segkit.competition.board import Board
+    from segkit.competition.ranking import final_standings, live_standings
+    from segkit.competition.render import to_html, to_markdown, to_text
+
+    board = Board(board_dir)
+    rows = board.submissions()
+    if final:
+        standings = final_standings(rows, board.selections(), board.rules)
+    else:
+        standings = live_standings(rows, board.rules)
+    out_dir = Path(out_dir or board_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    margin = board.rules.ladder_margin
+    (out_dir / "leaderboard.md").write_text(to_markdown(standings, final, margin), encoding="utf-8")
+    (out_dir / "leaderboard.html").write_text(to_html(standings, final, margin), encoding="utf-8")
+    return to_text(standings, final)
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    board_dir = Path(args.comp) / "board"
+    try:
+        table = write_leaderboard(board_dir, args.final, args.out)
+    except competition_errors() as error:
+        return fail(error)
+    print(table)
+    out = Path(args.out) if args.out else board_dir
+    print(f"\nwrote {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
+    return 0
+
+
+def _run_choose(args: argparse.Namespace) -> int:
+    from segkit.competition.board import Board
+    from segkit.competition.ranking import counted_submissions
+
+    if bool(args.ids) == args.clear:
+        return fail(ValueError("give submission numbers, or --clear"))
+    try:
+        board = Board(Path(args.comp) / "board")
+        board.select(args.team, [] if args.clear else args.ids)
+    except competition_errors() as error:
+        return fail(error)
+    rows = board.submissions(args.team)
+    counted = counted_submissions(rows, board.selections().get(args.team), board.rules.final_count)
+    how = "chosen" if not args.clear else "default: best public"
+    numbers = ", ".join(f"#{r.id}" for r in counted) or "none"
+    print(f"team {args.team!r} ({how}): counted submissions {numbers}")
+    return 0
+
+
+def add_competition_commands(subparsers) -> None:
+    """Register `segkit competition setup|score|leaderboard|choose`."""
+    raw = argparse.RawDescriptionHelpFormatter
+    competition = subparsers.add_parser(
+        "competition", help="the class competition: set up, score, leaderboard, final choices",
+        description="The instructor's tools for the class competition (see competition/README.md).",
+        epilog=EXAMPLES, formatter_class=raw,
+    )
+    commands = competition.add_subparsers(dest="competition_command",
+                                          metavar="{setup,score,leaderboard,choose}")
+    commands.required = True
+
+    setup = commands.add_parser(
+        "setup", help="prepare a competition folder: hidden truth, public/private split, board, sample",
+        description="Prepare a competition from a dataset with held-back test labels: COMP/truth (keep it "
+                    "private), COMP/board (rules and the empty board), COMP/sample_submission.zip.",
+        epilog=EXAMPLES, formatter_class=raw,
+    )
+    setup.add_argument("--data", required=True, type=Path,
+                       help="dataset folder with VOCdevkit/.../test.txt and test-labels/<id>.png")
+    setup.add_argument("--out", required=True, type=Path, help="new competition folder COMP")
+    setup.add_argument("--seed", type=int, default=None, help="seed of the public/private split "
+                       "(default: a random one, printed and stored in truth/test_set.json)")
+    setup.add_argument("--public-fraction", type=float, default=0.5,
+                       help="share of test images that are public")
+    setup.add_argument("--daily-limit", type=int, default=5, help="accepted submissions per team per UTC day")
+    setup.add_argument("--final-count", type=int, default=2, help="submissions per team counted at the end")
+    setup.add_argument("--ladder-margin", type=float, default=None,
+                       help="turn on the Ladder with this margin, e.g. 0.01 (default: off)")
+    setup.add_argument("--time-limit", type=float, default=300.0,
+                       help="seconds allowed to score one submission")
+    setup.set_defaults(func=_run_setup)
+
+    score = commands.add_parser(
+        "score", help="check, score and record one submission; print what the team may see",
+        description="Validate, score and record one submission. Exit status: 0 accepted, 1 rejected "
+                    "(recorded on the board), 2 the command or the competition folder is wrong (nothing "
+                    "recorded).", epilog=EXAMPLES, formatter_class=raw,
+    )
+    score.add_argument("submission", type=Path, help="the team's zip of <image_id>.png masks")
+    score.add_argument("--team", required=True, help="team name (letters, digits, space, '-', '_', '.')")
+    score.add_argument("--comp", required=True, type=Path, help="the competition folder made by setup")
+    score.set_defaults(func=_run_score)
+
+    leaderboard = commands.add_parser(
+        "leaderboard", help="write leaderboard.md and a self-contained leaderboard.html, print the table",
+        description="Write the leaderboard (Markdown and a self-contained HTML page that reloads itself "
+                    "every minute) and print it.", epilog=EXAMPLES, formatter_class=raw,
+    )
+    leaderboard.add_argument("--comp", required=True, type=Path, help="the competition folder made by setup")
+    leaderboard.add_argument("--final", action="store_true", help="the final ranking, on the private split")
+    leaderboard.add_argument("--out", type=Path, default=None,
+                             help="folder for the two files (default: COMP/board)")
+    leaderboard.set_defaults(func=_run_leaderboard)
+
+    choose = commands.add_parser(
+        "choose", help="choose which submissions of a team count for the final ranking",
+        description="Record the submissions a team wants counted at the end (without a choice, its "
+                    "final_count best public ones count).", epilog=EXAMPLES, formatter_class=raw,
+    )
+    choose.add_argument("--comp", required=True, type=Path, help="the competition folder made by setup")
+    choose.add_argument("--team", required=True, help="team name")
+    choose.add_argument("ids", nargs="*", type=int, help="submission numbers (as printed by score)")
+    choose.add_argument("--clear", action="store_true", help="forget the choice: count the best public ones")
+    choose.set_defaults(func=_run_choose)
