@@ -168,7 +168,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  minimum=0),
         "limit_batches": Field(int, None, "debug: use only the first N batches of every epoch and "
                                "evaluation; null = all", minimum=1, nullable=True),
-        "device": Field(str, "auto", "auto (cuda when available), cpu, cuda, cuda:1, mps ..."),
+        "device": Field(str, "auto", "auto (cuda, else mps, when available), cpu, cuda, cuda:1, mps ..."),
         "sync_batchnorm": Field(bool, False, "under torchrun: convert BatchNorm to SyncBatchNorm"),
         "print_table": Field(bool, True, "print the per-class table after every evaluation"),
         "progress_bar": Field(bool, True, "a progress bar per epoch (terminal or notebook)"),

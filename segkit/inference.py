@@ -212,6 +212,18 @@ def predict_labels(model: nn.Module, images: torch.Tensor, **options) -> torch.T
 # ---------------------------------------------------------------------------------------------------------
 
 
+def choose_device(cuda: bool, mps: bool) -> str:
+    """The device to compute on, given what this machine has: "cuda" (an NVIDIA GPU) before "mps" (the GPU
+    of an Apple-silicon Mac, through Metal) before "cpu"."""
+    return "cuda" if cuda else "mps" if mps else "cpu"
+
+
+def default_device() -> str:
+    """The fastest device torch can use here: choose_device(torch.cuda.is_available(),
+    torch.backends.mps.is_available()). What `device: auto` and a notebook's `course.device` mean."""
+    return choose_device(torch.cuda.is_available(), torch.backends.mps.is_available())
+
+
 def _model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")

@@ -9,7 +9,9 @@ the default folder under the repository (or the current directory when segkit is
     SEGKIT_PRETRAINED  downloaded pretrained weights: torchvision's files in <it>/torch/checkpoints,
                        smp's (Hugging Face) in <it>/huggingface             default: the libraries' own
                        caches ($TORCH_HOME/hub/checkpoints, $HF_HOME/hub), shared with other projects
-    SEGKIT_QUICK       "1" makes notebooks and the demo use tiny sizes and the shapes dataset
+    SEGKIT_SIZE        the notebooks' sizes: quick (tiny, shapes dataset; how the tests run them), class
+                       (fits a lesson on a laptop CPU) or full (the default)
+    SEGKIT_QUICK       "1" is SEGKIT_SIZE=quick (the demo and the tests set it)
 
 data/ and runs/ are git-ignored, and so is the cache (it lives inside data/).
 `segkit paths` prints each folder, where its value came from and whether it exists.
@@ -122,9 +124,34 @@ def hf_weights_dir(root: str | os.PathLike | None = None) -> Path:
     return root / "huggingface" if root is not None else Path(constants.HF_HUB_CACHE)
 
 
-def is_quick() -> bool:
-    """True when SEGKIT_QUICK is set to a true value ("1", "true", "yes")."""
+NOTEBOOK_SIZES = ("quick", "class", "full")
+"""The sizes a course notebook runs at, smallest first (segkit.course.notebook says what each means)."""
+
+
+def notebook_size(explicit: str | None = None) -> str:
+    """The notebooks' size: `explicit` > $SEGKIT_SIZE > "quick" when $SEGKIT_QUICK is true > "full".
+
+    ValueError for a size that is not one of NOTEBOOK_SIZES, naming where it came from.
+    """
+    if explicit is not None:
+        size, source = explicit, "size"
+    elif os.environ.get("SEGKIT_SIZE", "").strip():
+        size, source = os.environ["SEGKIT_SIZE"].strip().lower(), "$SEGKIT_SIZE"
+    else:
+        return "quick" if _quick_env() else "full"
+    if size not in NOTEBOOK_SIZES:
+        raise ValueError(f"{source} = {size!r}: expected one of {', '.join(NOTEBOOK_SIZES)}")
+    return size
+
+
+def _quick_env() -> bool:
     return os.environ.get("SEGKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_quick() -> bool:
+    """True in quick mode: SEGKIT_SIZE=quick, or SEGKIT_QUICK set to a true value ("1", "true", "yes")
+    without a SEGKIT_SIZE."""
+    return notebook_size() == "quick"
 
 
 def describe_paths(data=None, cache=None, runs=None, pretrained=None) -> str:

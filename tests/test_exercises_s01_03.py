@@ -362,6 +362,68 @@ def test_rgb_message_names_the_void_pixels(capsys):
     assert "void pixels" in out and "came out as 0" in out
 
 
+def rgb_without_refusal(rgb, num_classes=21):
+    """The right lookup for every palette colour, but an unknown colour silently becomes 0."""
+    table = np.zeros(256**3, dtype=np.uint8)
+    for index in [*range(num_classes), 255]:
+        r, g, b = s01.VOC_PALETTE[index]
+        table[(r * 256 + g) * 256 + b] = index
+    rgb = rgb.astype(np.int64)
+    return table[(rgb[..., 0] * 256 + rgb[..., 1]) * 256 + rgb[..., 2]]
+
+
+def crop_top_left(image, mask, size):
+    """Pads like the reference, then always takes the window at (0, 0): never random."""
+    pad_h, pad_w = max(size - mask.shape[0], 0), max(size - mask.shape[1], 0)
+    image = F.pad(image, [pad_w, pad_w, pad_h, pad_h], value=0.0)
+    mask = F.pad(mask, [pad_w, pad_w, pad_h, pad_h], value=255)
+    return image[..., :size, :size], mask[:size, :size]
+
+
+def crop_same_top_and_left(image, mask, size):
+    """One random number for both corners: the window only moves along the diagonal."""
+    height, width = mask.shape
+    offset = int(torch.randint(0, min(height, width) - size + 1, ())) if min(height, width) > size else 0
+    if height < size or width < size:
+        return s02.joint_random_crop(image, mask, size)
+    return image[..., offset : offset + size, offset : offset + size], mask[offset : offset + size,
+                                                                            offset : offset + size]
+
+
+@pytest.mark.parametrize(
+    ("name", "wrong", "named_mistake"),
+    [
+        ("rgb_to_mask", rgb_without_refusal, "must be refused with ValueError"),
+        ("joint_random_crop", crop_top_left, "your crop always started at row 0, column 0"),
+        ("joint_random_crop", crop_same_top_and_left, "top always equalled its left"),
+        ("class_frequencies", freq_averaged_per_image,
+         "First failure, case 3 (two masks of different sizes (pool the pixels, do not average per image))"),
+    ],
+    ids=["rgb_no_valueerror", "crop_top_left", "crop_diagonal", "freq_per_image"],
+)
+def test_the_verdict_names_the_mistake(name, wrong, named_mistake, capsys):
+    """Answers that once passed, or failed for an unrelated reason: each fails with the message written for
+    its mistake."""
+    assert check(name, wrong) is False
+    out = capsys.readouterr().out
+    assert named_mistake in out, out
+
+
+def test_crop_randomness_check_reads_the_corner_of_each_draw():
+    """The whole-function check accepts torchvision's RandomCrop (a uniform draw, independent of ours) and
+    reports how many rows a crop limited to the top half reaches (by hand: tops 0..7 of 0..15)."""
+    crop = v2.RandomCrop(9)
+    assert s02.check_crop_is_random(lambda image, mask, size: tuple(
+        t.as_subclass(torch.Tensor) for t in crop(tv_tensors.Image(image), tv_tensors.Mask(mask)))) is None
+
+    def top_half(image, mask, size):
+        top, left = int(torch.randint(0, 8, ())), int(torch.randint(0, 16, ()))
+        return image[..., top : top + size, left : left + size], mask[top : top + size, left : left + size]
+
+    message = s02.check_crop_is_random(top_half)
+    assert "only 8 of the 16 possible rows and 16 of the 16 possible columns" in message
+
+
 def test_named_attributes_block_is_accepted():
     """A block written as a class with named layers (not a Sequential) passes when it computes the same."""
 

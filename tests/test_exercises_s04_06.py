@@ -379,6 +379,25 @@ def confusion_variant(pred, target, num_classes, ignore_index=VOID, *, bug):
     raise ValueError(bug)
 
 
+def test_confusion_matrix_as_float_fails_naming_the_dtype(capsys):
+    assert check("confusion_matrix", lambda p, t, c, i=VOID: confusion_matrix(p, t, c, i).float()) is False
+    assert "the counts are right but of dtype torch.float32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["iou_per_class", "precision_recall"])
+def test_averaging_per_image_fails_on_the_case_written_for_it(name, capsys):
+    def per_image(pred, target, num_classes, ignore_index=VOID):
+        results = [EXERCISES[name].reference(p[None], t[None], num_classes, ignore_index)
+                   for p, t in zip(pred, target, strict=True)]  # fmt: skip
+        if name == "iou_per_class":
+            return torch.stack(results).nanmean(0)
+        return tuple(torch.stack(parts).nanmean(0) for parts in zip(*results, strict=True))
+
+    assert check(name, per_image) is False
+    out = capsys.readouterr().out
+    assert "First failure, case 6 (two images with objects of very different sizes (count over" in out
+
+
 def test_confusion_matrix_wrong_answers(capsys):
     for bug in ("void_as_background", "transposed", "no_minlength"):
         wrong = lambda p, t, c, i=VOID, bug=bug: confusion_variant(p, t, c, i, bug=bug)  # noqa: E731

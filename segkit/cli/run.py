@@ -122,10 +122,10 @@ def _predict_options(args: argparse.Namespace, config: dict) -> dict:
 def _device(args: argparse.Namespace, config: dict):
     import torch
 
+    from segkit.inference import default_device
+
     device = args.device or config["train"]["device"]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return torch.device(default_device() if device == "auto" else device)
 
 
 def _describe(options: dict) -> str:

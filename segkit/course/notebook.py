@@ -1,19 +1,23 @@
-"""The first cell of every course notebook: seeds, quick mode, which dataset, and the sizes to use.
+"""The first cell of every course notebook: seeds, the size to run at, which dataset, and the sizes to use.
 
     from segkit.course import setup_notebook
-    course = setup_notebook()          # prints which dataset it uses and why
+    course = setup_notebook()          # prints which dataset and size it uses and why
+    course = setup_notebook("class")   # or choose the size here (else $SEGKIT_SIZE, else "full")
 
     train_set = VOCSegmentation(course.root, "train", transforms=train_transforms(course.crop_size))
     loader = DataLoader(train_set, batch_size=course.batch_size, shuffle=True)
 
-How the dataset is chosen:
-- quick mode (`SEGKIT_QUICK=1`, how the tests run every notebook): the synthetic shapes dataset, generated
-  under <data root>/shapes the first time (about half a minute), and tiny sizes (small crops, short epochs);
-- otherwise PASCAL VOC-2012 when it is found under the data root (`data/` or `$SEGKIT_DATA`), and the shapes
-  dataset when it is not.
+Three sizes (`course.size`), smallest first:
+- "quick" (`SEGKIT_SIZE=quick` or `SEGKIT_QUICK=1`, how the tests run every notebook): the synthetic shapes
+  dataset, generated under <data root>/shapes the first time (about half a minute), and tiny sizes;
+- "class": the dataset as in full, with sizes that fit a lesson on a laptop CPU (fewer epochs); a notebook
+  whose full size takes longer than a lesson allows also shrinks its own extra loops in this size;
+- "full" (the default): PASCAL VOC-2012 when it is found under the data root (`data/` or `$SEGKIT_DATA`),
+  else the shapes dataset, at the sizes the notebook was written for.
 
-The sizes (`crop_size`, `batch_size`, `epochs`, `max_steps`) are suggestions for the notebook's training
-cells: small enough for a laptop CPU, and tiny in quick mode so that CI runs all notebooks in minutes.
+Every notebook's first cell says which sizes it has and how long each took on a 2-core CPU (measured by
+bench/notebooks.py). The sizes (`crop_size`, `batch_size`, `epochs`, `max_steps`) are for the notebook's
+training cells.
 """
 
 from __future__ import annotations
@@ -30,18 +34,20 @@ from segkit import paths
 from segkit.data.masks import VOC_CLASSES
 from segkit.data.shapes import make_shapes, shapes_is_complete
 from segkit.data.voc import find_voc_root
+from segkit.inference import default_device
 
 # Sizes per situation: (crop_size, batch_size, epochs, max_steps). max_steps None = whole epochs.
 QUICK_SIZES = (64, 4, 1, 8)
-SHAPES_SIZES = (128, 8, 6, None)
-VOC_SIZES = (321, 8, 30, None)
+SHAPES_SIZES = {"class": (128, 8, 2, None), "full": (128, 8, 6, None)}
+VOC_SIZES = {"class": (321, 8, 1, 100), "full": (321, 8, 30, None)}
 
 
 @dataclass
 class CourseSetup:
     """What a notebook needs to know about this machine and this run.
 
-    quick: True in quick mode (SEGKIT_QUICK=1): tiny sizes, shapes dataset.
+    size: "quick", "class" or "full" (see the module docstring).
+    quick: size == "quick": tiny sizes, shapes dataset.
     dataset: "voc" or "shapes".
     root: a folder VOCSegmentation accepts (VOC: the VOC2012 folder; shapes: the folder holding VOCdevkit/).
     classes: class names by index (21 VOC names; shapes uses 6 of them: its objects carry VOC indices).
@@ -51,10 +57,12 @@ class CourseSetup:
     epochs: training epochs for the notebook's training runs.
     max_steps: at most this many batches per epoch (pass it as `Trainer(limit_batches=course.max_steps)`);
         None = whole epochs.
-    device: "cuda" when a GPU is available, else "cpu".
+    device: the fastest device here: "cuda" when an NVIDIA GPU is available, else "mps" on an Apple-silicon
+        GPU, else "cpu" (segkit.inference.default_device).
     test_labels: the shapes set's held-back test masks (for the competition session); None for VOC.
     """
 
+    size: str
     quick: bool
     dataset: str
     root: Path
@@ -100,16 +108,20 @@ def ensure_shapes(shapes_dir: Path) -> tuple[Path, bool]:
     return shapes_dir, True
 
 
-def setup_notebook(seed: int = 0) -> CourseSetup:
-    """Seed everything, choose the dataset and the sizes, print the choice and return it as a CourseSetup."""
+def setup_notebook(size: str | None = None, seed: int = 0) -> CourseSetup:
+    """Seed everything, choose the size, the dataset and the sizes, print the choice and return it.
+
+    size: "quick", "class" or "full"; None: $SEGKIT_SIZE, else "quick" when $SEGKIT_QUICK=1, else "full".
+    """
     seed_everything(seed)
-    quick = paths.is_quick()
+    size = paths.notebook_size(size)
+    quick = size == "quick"
     data_root = paths.data_root()
     voc = None if quick else find_voc(data_root)
     if voc is not None:
         dataset, root, test_labels = "voc", voc, None
         reason = f"found PASCAL VOC-2012 in {voc}"
-        sizes = VOC_SIZES
+        sizes = VOC_SIZES[size]
     else:
         shapes_dir, generated = ensure_shapes(data_root / "shapes")
         dataset, root, test_labels = "shapes", shapes_dir, shapes_dir / "test-labels"
@@ -121,10 +133,11 @@ def setup_notebook(seed: int = 0) -> CourseSetup:
             )
         if generated:
             reason += f"; generated it now in {shapes_dir}"
-        sizes = QUICK_SIZES if quick else SHAPES_SIZES
+        sizes = QUICK_SIZES if quick else SHAPES_SIZES[size]
     crop_size, batch_size, epochs, max_steps = sizes
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     course = CourseSetup(
+        size=size,
         quick=quick,
         dataset=dataset,
         root=root,
@@ -140,5 +153,5 @@ def setup_notebook(seed: int = 0) -> CourseSetup:
     steps = "whole epochs" if max_steps is None else f"at most {max_steps} batches per epoch"
     print(f"dataset: {dataset} ({root}) -- {reason}")
     sizes_text = f"crop {crop_size}, batch {batch_size}, {epochs} epoch(s), {steps}"
-    print(f"sizes: {sizes_text}; device {device}, seed {seed}")
+    print(f"size: {size} -- {sizes_text}; device {device}, seed {seed}")
     return course

@@ -40,7 +40,7 @@ from torch import nn
 
 from segkit.config import train_options
 from segkit.data.masks import VOID_INDEX
-from segkit.inference import autocast, evaluate, to_device
+from segkit.inference import autocast, default_device, evaluate, to_device
 from segkit.paths import runs_root
 
 from . import distributed
@@ -110,7 +110,7 @@ class Trainer:
         config: the resolved configuration (plain dict), saved as config.yaml and in every checkpoint.
         callbacks: extra `Callback`s, run after the built-in ones.
         **options: the training options, keys of segkit.config.SCHEMA["train"] with its defaults and checks
-            (`segkit train --help` lists them): epochs, device ("auto": CUDA when available), amp (None,
+            (`segkit train --help` lists them): epochs, device ("auto": CUDA, else MPS, else CPU), amp (None,
             "bf16" or "fp16"; fp16 adds a GradScaler, which skips a step whose gradients overflow, and the
             schedule then waits too), channels_last, grad_accum_steps, micro_batch_size (None, an int, or
             "auto": halved on CUDA out-of-memory until the step fits), clip_grad_norm, overfit_batches
@@ -153,7 +153,7 @@ class Trainer:
 
         # Where this process stands, and the device it computes on.
         if str(device) == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = default_device()
         self.device = torch.device(device)
         self.dist = distributed.init_distributed(self.device.type)
         if self.dist.is_distributed and self.device.type == "cuda":

@@ -17,7 +17,13 @@ In the notebook the student writes the function and calls
 For every case (a description and the argument tuple) `check` calls the reference and the student's
 function, each on its own copy of the arguments and after re-seeding `random`, NumPy and torch with the same
 seed (so a function that draws random numbers the same way as the reference draws the same numbers), and
-compares the results with the exercise's `compare(got, expected) -> None | message`.
+compares the results with the exercise's `compare(got, expected) -> None | message`. Where the reference
+raises (a bad input the function must refuse), the student's function must raise the same kind of error.
+An exercise may also check the function as a whole (`whole_check`), for what no single case shows: that a
+random crop is random.
+
+`run_checks` does the same without printing and returns a Verdict: the grader (segkit grade) uses it with a
+seed that the notebooks do not contain, so the cases it draws differ from the ones a student has seen.
 """
 
 from __future__ import annotations
@@ -127,6 +133,8 @@ class Exercise:
         the verdict, so write it for the student ("an absent class").
     hint: shown when the student's answer is wrong.
     compare: `compare(got, expected) -> None` when they agree, else a message (default: `allclose`).
+    whole_check: `whole_check(fn) -> None | message`, run after the cases with the student's function
+        itself (it may call it many times, after seeding with `seed_all`); None = no such check.
     """
 
     name: str
@@ -135,6 +143,7 @@ class Exercise:
     make_cases: Callable[[np.random.Generator], list[tuple[str, tuple]]]
     hint: str
     compare: Callable[[Any, Any], str | None] = allclose
+    whole_check: Callable[[Callable], str | None] | None = None
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -169,53 +178,126 @@ def get_exercise(name: str) -> Exercise:
     raise ValueError(f"unknown exercise {name!r}.{suggestion} Known exercises: {known}")
 
 
-def _seed(seed: int) -> None:
+def seed_all(seed: int) -> None:
+    """Seed Python's `random`, NumPy's global generator and torch with `seed`."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def _call(fn: Callable, args: tuple, seed: int):
-    _seed(seed)
+    seed_all(seed)
     return fn(*copy.deepcopy(args))
 
 
-def check(name: str, fn: Callable, seed: int = 0) -> bool:
-    """Run the student's `fn` against the reference of exercise `name` on all its cases.
+@dataclass
+class Verdict:
+    """The outcome of checking one function against one exercise.
 
-    Prints one verdict line (with a hint when something is wrong) and returns True when every case agrees.
-    A wrong answer, an exception raised by `fn`, or an exercise not written yet (`NotImplementedError`) is
-    reported, never raised; only an unknown exercise name raises (ValueError).
-    seed: seeds the generator handed to make_cases (the same seed gives the same cases).
+    status: "passed", "wrong" (a case disagrees, or the function raised), "not written"
+        (NotImplementedError: the student copy's stub) or "not a function".
+    agreed / total: cases that agree / cases tried (the whole-function check counts as one more case).
+    message: the line `check` prints (with the hint when something is wrong).
+    """
+
+    name: str
+    status: str
+    agreed: int
+    total: int
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def _expected_outcome(exercise: Exercise, args: tuple, seed: int) -> tuple[Any, BaseException | None]:
+    """(the reference's result, None), or (None, the error it raised: the case is a bad input)."""
+    try:
+        return _call(exercise.reference, args, seed), None
+    except Exception as error:
+        return None, error
+
+
+def _compare_case(exercise: Exercise, fn: Callable, args: tuple, seed: int) -> str | None:
+    """None when `fn` agrees with the reference on one case, else what differs. NotImplementedError from
+    `fn` propagates (the exercise is not written yet)."""
+    expected, expected_error = _expected_outcome(exercise, args, seed)
+    try:
+        got = _call(fn, args, seed)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the student's bug (or the right refusal of a bad input)
+        if expected_error is not None and isinstance(error, type(expected_error)):
+            return None
+        wanted = f", expected {type(expected_error).__name__}" if expected_error is not None else ""
+        return f"your function raised {type(error).__name__}: {error}{wanted}"
+    if expected_error is not None:
+        return (
+            f"this input must be refused with {type(expected_error).__name__} ({expected_error}), but your "
+            f"function returned {short_repr(got)}"
+        )
+    return exercise.compare(got, expected)
+
+
+def case_seed(seed: int, number: int) -> int:
+    """The seed of random / NumPy / torch before case `number` (from 1) of a check with `seed`."""
+    return CASE_SEED + 1000 * seed + number
+
+
+def run_checks(name: str, fn: Callable, seed: int = 0) -> Verdict:
+    """Check `fn` against exercise `name` on all its cases (drawn with `seed`) and return the Verdict.
+
+    Nothing is printed or raised except for an unknown exercise name (ValueError).
     """
     exercise = get_exercise(name)
     if not callable(fn):
-        print(f"❌ {name}: expected a function, got {type(fn).__name__}; pass the function itself, e.g. "
-              f"check({name!r}, my_function)")  # fmt: skip
-        return False
+        message = (f"❌ {name}: expected a function, got {type(fn).__name__}; pass the function itself, "
+                   f"e.g. check({name!r}, my_function)")  # fmt: skip
+        return Verdict(name, "not a function", 0, 0, message)
     cases = exercise.make_cases(np.random.default_rng(seed))
     failures = []
     for number, (description, args) in enumerate(cases, start=1):
         if not isinstance(args, tuple):
             raise TypeError(f"exercise {name!r}: case {number} ({description}) must give its arguments as a "
                             f"tuple, got {type(args).__name__}")  # fmt: skip
-        expected = _call(exercise.reference, args, CASE_SEED + number)
         try:
-            got = _call(fn, args, CASE_SEED + number)
+            message = _compare_case(exercise, fn, args, case_seed(seed, number))
         except NotImplementedError:
-            print(f"✏️  {name}: not written yet — write the function, run its cell, then run this check again")
-            return False
-        except Exception as error:  # the student's bug: report it, do not raise
-            failures.append((number, description, f"your function raised {type(error).__name__}: {error}"))
-            continue
-        message = exercise.compare(got, expected)
+            message = f"✏️  {name}: not written yet — write the function, run its cell, then run this check again"  # noqa: E501
+            return Verdict(name, "not written", 0, len(cases), message)
         if message is not None:
             failures.append((number, description, message))
+    total = len(cases)
+    if exercise.whole_check is not None:
+        total += 1
+        try:
+            message = exercise.whole_check(fn)
+        except NotImplementedError:
+            message = "your function raised NotImplementedError"
+        except Exception as error:
+            message = f"your function raised {type(error).__name__}: {error}"
+        if message is not None:
+            failures.append((total, "the function as a whole", message))
     if not failures:
-        print(f"✅ {name}: {len(cases)}/{len(cases)} cases agree")
-        return True
+        return Verdict(name, "passed", total, total, f"✅ {name}: {total}/{total} cases agree")
     number, description, message = failures[0]
-    agreed = len(cases) - len(failures)
-    print(f"❌ {name}: {agreed}/{len(cases)} cases agree. First failure, case {number} ({description}): "
-          f"{message}\n   hint: {exercise.hint}")  # fmt: skip
-    return False
+    also = "; ".join(f"case {n} ({d})" for n, d, _ in failures[1:4])
+    also += "; ..." if len(failures) > 4 else ""
+    text = (f"❌ {name}: {total - len(failures)}/{total} cases agree. First failure, case {number} "
+            f"({description}): {message}" + (f"\n   also wrong: {also}" if also else "")
+            + f"\n   hint: {exercise.hint}")  # fmt: skip
+    return Verdict(name, "wrong", total - len(failures), total, text)
+
+
+def check(name: str, fn: Callable, seed: int = 0) -> bool:
+    """Run the student's `fn` against the reference of exercise `name` on all its cases.
+
+    Prints one verdict (with a hint when something is wrong) and returns True when every case agrees.
+    A wrong answer, an exception raised by `fn`, or an exercise not written yet (`NotImplementedError`) is
+    reported, never raised; only an unknown exercise name raises (ValueError).
+    seed: seeds the generator handed to make_cases (the same seed gives the same cases).
+    """
+    verdict = run_checks(name, fn, seed)
+    print(verdict.message)
+    return verdict.passed

@@ -64,15 +64,19 @@ def class_frequencies(masks: list[np.ndarray], num_classes: int = 21) -> np.ndar
 
 def _frequency_cases(rng) -> list[tuple[str, tuple]]:
     voc_like = [random_mask(rng, 24, 32, [0, 0, 0, 15, 12]) for _ in range(3)]
+    # Three masks of one size without void: as many labelled pixels in each, so averaging per image gives
+    # the pooled answer here, and that mistake shows on the case written for it (different sizes).
+    same_size = [random_mask(rng, 24, 32, [0, 0, 0, 15, 12], void_border=False) for _ in range(3)]
     mixed_sizes = [random_mask(rng, 40, 40, [0, 0, 7], block=8), random_mask(rng, 8, 12, [3, 16])]
     much_void = random_mask(rng, 16, 16, [0, 1, 2, 3], block=2)  # 2x2 regions: about half is void
     all_void = np.full((6, 9), VOID_INDEX, dtype=np.uint8)
     return [
         ("one 24x32 mask with a void band", (voc_like[:1], 21)),
-        ("three masks together", (voc_like, 21)),
+        ("three masks together", (same_size, 21)),
         ("two masks of different sizes (pool the pixels, do not average per image)", (mixed_sizes, 21)),
         ("a mask that is about half void", ([much_void], 21)),
         ("no void at all, 5 classes", ([random_mask(rng, 10, 14, range(5), void_border=False)], 5)),
+        ("three masks with void bands (pool the pixels, do not average per image)", (voc_like, 21)),
         ("one all-void mask next to a normal one", ([all_void, voc_like[0]], 21)),
         ("every pixel void (no labelled pixel: all shares 0)", ([all_void], 21)),
         ("only background", ([np.zeros((7, 5), dtype=np.uint8)], 21)),
@@ -142,7 +146,17 @@ def _rgb_cases(rng) -> list[tuple[str, tuple]]:
         ("every pixel void", (_colour(np.full((4, 6), VOID_INDEX, dtype=np.uint8)),)),
         ("only background (black)", (_colour(np.zeros((5, 5), dtype=np.uint8)),)),
         ("a tall 30x4 strip", (_colour(random_mask(rng, 30, 4, range(21), block=3)),)),
+        ("a colour that is in no palette entry must be refused (ValueError)", (_with_unknown_colour(rng),)),
     ]
+
+
+def _with_unknown_colour(rng) -> np.ndarray:
+    """A colour-coded mask with one pixel of a colour that no class has (a slightly changed class colour,
+    as a JPEG or a resize would make): rgb_to_mask must raise ValueError instead of guessing."""
+    rgb = _colour(random_mask(rng, 10, 12, [0, 3, 15]))
+    row, col = int(rng.integers(10)), int(rng.integers(12))
+    rgb[row, col] = np.asarray(VOC_PALETTE[15], dtype=np.int64) + [1, 0, 0]  # (193, 128, 128): no class
+    return rgb
 
 
 def _same_indices(got, expected) -> str | None:
@@ -166,7 +180,8 @@ register(Exercise(
     make_cases=_rgb_cases,
     hint="build a lookup from colour to index for classes 0..20 AND for 255 (colour (224, 224, 192)) — a "
          "table that only knows the 21 class colours sends the void border to 0 (background); pack each "
-         "colour into one integer, r*65536 + g*256 + b, to compare whole pixels at once",
+         "colour into one integer, r*65536 + g*256 + b, to compare whole pixels at once; a colour that is "
+         "in neither must raise ValueError (never map it to some class)",
     compare=_same_indices,
 ))
 

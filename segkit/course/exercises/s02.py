@@ -9,7 +9,9 @@ How the crop is checked: its test images *encode where each pixel came from*. Ch
 mask value, channel 1 its row + 1 and channel 2 its column + 1 (0 is left for padding). So from the cropped
 image alone the checker can tell, for every output pixel, which input pixel it is (or that it is padding),
 and whether the cropped mask holds that pixel's label: a crop that moves the image and the mask by
-different windows is caught, whatever window a random draw picked.
+different windows is caught, whatever window a random draw picked. That the window is random at all is
+checked on the function as a whole: 200 crops, each after another seed, must reach every possible row and
+column.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segkit.course.exercises.checker import Exercise, allclose, register
+from segkit.course.exercises.checker import Exercise, allclose, register, seed_all
 from segkit.course.exercises.s01 import random_mask
 from segkit.inference import window_starts as segkit_window_starts
 
@@ -144,6 +146,43 @@ def check_crop(got, expected) -> str | None:
     return None
 
 
+RANDOMNESS_DRAWS = 200
+"""How many crops the whole-function check draws (each after a different seed)."""
+
+
+def check_crop_is_random(crop) -> str | None:
+    """Crop one 24 x 24 encoded sample to 9 x 9 RANDOMNESS_DRAWS times, each after another seed, and read
+    the window's top-left corner from the image codes. A uniform draw reaches all 16 top rows and all 16
+    left columns (the chance that 200 draws miss one of 16 values is 16 (15/16)^200 < 1e-4; the draws are
+    seeded, so the verdict is the same every time) and does not tie left to top."""
+    image, mask = encoded_sample(np.random.default_rng(0), 24, 24)
+    corners = set()
+    for draw in range(RANDOMNESS_DRAWS):
+        seed_all(10_000 + draw)
+        cropped = torch.as_tensor(crop(image.clone(), mask.clone(), 9)[0])
+        corners.add((int(cropped[1, 0, 0]) - 1, int(cropped[2, 0, 0]) - 1))
+    tops, lefts = {top for top, _ in corners}, {left for _, left in corners}
+    if len(corners) == 1:
+        (top, left), = corners
+        return (
+            f"in {RANDOMNESS_DRAWS} calls (each after another seed) your crop always started at row {top}, "
+            f"column {left}: the window must be drawn at random, top ~ U{{0..H-size}} and "
+            "left ~ U{0..W-size}"
+        )
+    if len(tops) < 16 or len(lefts) < 16:
+        return (
+            f"in {RANDOMNESS_DRAWS} calls your crop started at only {len(tops)} of the 16 possible rows and "
+            f"{len(lefts)} of the 16 possible columns of a 24x24 image (crop 9): draw top from 0..H-size and "
+            "left from 0..W-size, every value equally likely"
+        )
+    if all(top == left for top, left in corners):
+        return (
+            f"in {RANDOMNESS_DRAWS} calls your crop's top always equalled its left: draw them separately "
+            "(two random numbers), or the window only moves along the diagonal"
+        )
+    return None
+
+
 register(Exercise(
     name="joint_random_crop",
     description="one random size x size window cut from image and mask alike; pad image 0 / mask 255 first",
@@ -154,6 +193,7 @@ register(Exercise(
          "two different windows. When a side is shorter than size, F.pad the image with 0 and the mask "
          "with 255 first",
     compare=check_crop,
+    whole_check=check_crop_is_random,
 ))
 
 

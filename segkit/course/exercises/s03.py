@@ -38,6 +38,7 @@ def _double_conv_cases(rng) -> list[tuple[str, tuple]]:
         ("3 -> 8 channels (the first block of a small UNet)", (3, 8)),
         ("8 -> 16 channels", (8, 16)),
         ("16 -> 4 channels (fewer out than in)", (16, 4)),
+        ("random channel counts", (int(rng.integers(1, 12)), int(rng.integers(2, 24)))),
     ]
 
 

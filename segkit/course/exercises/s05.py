@@ -48,6 +48,7 @@ def _poly_cases(rng) -> list[tuple[str, tuple]]:
          (50, base, 100, 20, 0.1 * base, "linear")),
         ("linear slow start, step 21", (21, base, 100, 20, 0.0, "linear")),
         ("with a slow start, step 100: 0", (100, base, 100, 20, 1e-4)),
+        ("a random step of 1000, slow start 50", (int(rng.integers(0, 1000)), base, 1000, 50, 1e-4)),
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from segkit.course.exercises.checker import Exercise, register
+from segkit.course.exercises.checker import Exercise, allclose, register
 from segkit.metrics import ConfusionMatrix
 
 VOID = 255
@@ -66,9 +66,11 @@ def _noisy(rng, target: torch.Tensor, num_classes: int, error_share: float = 0.3
 
 
 def _metric_cases(rng) -> list[tuple[str, tuple]]:
-    target = _labels(rng, (2, 8, 8), 4, void_share=0.2)
+    # The random cases hold one image each, where counting per image and over the batch agree: that
+    # mistake shows on the two-image case written for it.
+    target = _labels(rng, (1, 8, 16), 4, void_share=0.2)
     no_void = _labels(rng, (1, 6, 9), 3)
-    few_classes = _labels(rng, (2, 10, 10), 4, void_share=0.1)
+    few_classes = _labels(rng, (1, 10, 20), 4, void_share=0.1)
     void_only_class = _labels(rng, (2, 8, 8), 3, void_share=0.3)  # classes 0..2; class 3 absent
     predicted_at_void = torch.where(void_only_class == VOID, 3, void_only_class)  # 3 predicted only on void
     background_target = torch.zeros(1, 6, 6, dtype=torch.int64)
@@ -86,7 +88,7 @@ def _metric_cases(rng) -> list[tuple[str, tuple]]:
     batch_pred[0, 2:6, 2] = 0
     batch_pred[1, 0, 1] = 1
     return [
-        ("random 2x8x8 batch, 4 classes, 20% void", (_noisy(rng, target, 4), target, 4)),
+        ("a random 8x16 image, 4 classes, 20% void", (_noisy(rng, target, 4), target, 4)),
         ("no void pixel", (_noisy(rng, no_void, 3), no_void, 3)),
         ("class 3 predicted only on void pixels (must not count: absent from both)",
          (predicted_at_void, void_only_class, 4)),
@@ -101,13 +103,28 @@ def _metric_cases(rng) -> list[tuple[str, tuple]]:
     ]
 
 
+def _same_counts(got, expected) -> str | None:
+    """allclose, and counts must be integers: a float matrix loses exact counts past 2^24 pixels (float32)
+    and is not what bincount gives."""
+    message = allclose(got, expected)
+    if message is not None:
+        return message
+    if isinstance(got, torch.Tensor) and (got.is_floating_point() or got.is_complex()):
+        return f"the counts are right but of dtype {got.dtype}: a confusion matrix counts pixels (int64)"
+    if not isinstance(got, torch.Tensor):
+        return f"return a torch tensor (int64), got {type(got).__name__}"
+    return None
+
+
 register(Exercise(
     name="confusion_matrix",
     description="(C, C) int64, rows = truth, columns = prediction, void pixels left out (a bincount)",
     reference=confusion_matrix,
     make_cases=_metric_cases,
     hint="keep = target != ignore_index; torch.bincount(num_classes * target[keep] + pred[keep], "
-         "minlength=num_classes ** 2).reshape(num_classes, num_classes) — row = truth, column = prediction",
+         "minlength=num_classes ** 2).reshape(num_classes, num_classes) — row = truth, column = prediction; "
+         "keep the int64 counts (no .float())",
+    compare=_same_counts,
 ))
 
 register(Exercise(

@@ -264,6 +264,7 @@ def _shape_cases(rng) -> list[tuple[str, tuple]]:
         ("pooling only, sizes rounded down", ("[P(2,2), P(2,2)]", 33)),
         ("1x1 conv then a residual 3x3", ("[C(64,1,1,0,0), C(16,3,1,1,1)]", 20)),
         ("overlapping pooling windows", ("[C(4,3,1,0,0), P(3,2), P(3,2)]", 32)),
+        ("a random image size", ("[C(16,3,2,1,0), P(2,2)]", int(rng.integers(16, 200)))),
     ]
 
 

@@ -69,7 +69,20 @@ def _member_cases(rng) -> list[tuple[str, tuple]]:
         ("an RGBA mask", ("test_0001.png", (160, 96), "RGBA", sizes)),
         ("width and height swapped", ("test_0001.png", (96, 160), "P", sizes)),
         ("a mask at half the size", ("test_0000.png", (64, 64), "L", sizes)),
+        _random_member(rng, sizes),
     ]
+
+
+def _random_member(rng, sizes: dict[str, tuple[int, int]]) -> tuple[str, tuple]:
+    """A member of a random test image, valid or with one random fault."""
+    image_id = sorted(sizes)[int(rng.integers(len(sizes)))]
+    height, width = sizes[image_id]
+    fault = ["none", "size", "mode", "folder"][int(rng.integers(4))]
+    name = f"{'masks/' if fault == 'folder' else ''}{image_id}.png"
+    size = (width, height + 1) if fault == "size" else (width, height)
+    what = {"none": "valid", "size": "one pixel too tall", "mode": "an RGB mask", "folder": "inside a folder"}
+    mode = "RGB" if fault == "mode" else "P"
+    return f"a random test image's mask ({what[fault]})", (name, size, mode, sizes)
 
 
 register(Exercise(

@@ -47,6 +47,7 @@ from torchvision.transforms import v2
 
 from segkit import paths
 from segkit.data import IMAGENET_MEAN, IMAGENET_STD, VOCSegmentation
+from segkit.inference import default_device
 from segkit.models.deep_prior.archstring import canonical_arch
 from segkit.models.deep_prior.network import RandomEncoder
 
@@ -220,7 +221,7 @@ class ProbeData:
             self.cache_dir = paths.runs_root() / "deep_prior_cache"
         self.cache_dir = Path(self.cache_dir)
         if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.device = default_device()
         if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 1):
             raise ValueError(f"image_size must be a positive int or None, got {self.image_size!r}")
 
