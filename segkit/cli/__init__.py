@@ -6,7 +6,7 @@
     search.py       segkit search
     deep_prior.py   segkit deep-prior score | search
     competition.py  segkit competition setup | score | leaderboard | choose
-    course.py       segkit student
+    course.py       segkit student | grade
 
 Each module registers its commands with one function, `add_<group>_commands(subparsers)`. A command stores
 its handler in `func`; the handler gets the parsed arguments and returns the exit status (0 = success).

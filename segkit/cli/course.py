@@ -1,4 +1,5 @@
-"""`segkit student`: the course aids on the command line (nbformat is imported only when a command runs)."""
+"""`segkit student` and `segkit grade`: the course aids on the command line (nbformat, nbclient and torch are
+imported only when a command runs)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,39 @@ def _run_student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _run_grade(args: argparse.Namespace) -> int:
+    import secrets
+
+    from segkit.course import grading
+    from segkit.paths import NOTEBOOK_SIZES, repo_root
+
+    if args.size not in NOTEBOOK_SIZES:
+        raise ValueError(f"--size {args.size!r}: expected one of {', '.join(NOTEBOOK_SIZES)}")
+    course = grading.course_exercises(Path(args.notebooks) if args.notebooks else repo_root() / "notebooks")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    print(f"checking every exercise on cases drawn with seed {seed} (pass --seed {seed} to repeat)")
+    reports, columns = grading.grade_submissions(
+        args.submissions, course, seed=seed, notebooks=args.notebook,
+        size=args.size, timeout=args.timeout, check_timeout=args.check_timeout,
+    )  # fmt: skip
+    out = Path(args.out)
+    feedback = Path(args.feedback) if args.feedback else out.with_name(out.stem + "-feedback")
+    grading.write_grades(reports, columns, out)
+    written = grading.write_feedback(reports, columns, feedback, seed)
+    print(f"wrote {out} ({len(reports)} students, {len(columns)} exercises) and {len(written)} feedback "
+          f"file(s) in {feedback}")  # fmt: skip
+    return 0
+
+
 def add_course_commands(subparsers) -> None:
-    """Register `segkit student`."""
+    """Register `segkit student` and `segkit grade`."""
     parser = subparsers.add_parser(
         "student",
         help="write the student copies of the notebooks (solutions replaced by stubs)",
@@ -31,3 +63,35 @@ def add_course_commands(subparsers) -> None:
         "--src", default=None, help="folder of the instructor notebooks (default: <repo>/notebooks)"
     )
     parser.set_defaults(func=_run_student)
+
+    grade = subparsers.add_parser(
+        "grade",
+        help="grade the exercises of submitted notebooks: one CSV row and one feedback file per student",
+        description=(
+            "Run every SUBMISSIONS/<student>/<notebook>.ipynb in its own Jupyter kernel (quick size, a "
+            "time limit), check each exercise on cases drawn from a seed the notebooks do not contain, "
+            "and write OUT (student, one column per exercise: 1 point when every case agrees, total) and "
+            "one feedback file per student. A notebook that fails or hangs costs only the exercises it "
+            "affects; the feedback says why. The students' code runs with your rights: grade in a "
+            "container or a VM."
+        ),
+        epilog="example: segkit grade submitted/ --out grades.csv --notebook 06_imbalance_and_metrics",
+    )
+    grade.add_argument("submissions", help="folder holding one folder per student with their .ipynb files")
+    grade.add_argument("--out", required=True, help="the CSV to write, e.g. grades.csv")
+    grade.add_argument("--feedback", default=None,
+                       help="folder for the <student>.txt feedback files "
+                            "(default: <OUT without .csv>-feedback)")
+    grade.add_argument("--notebook", action="append", default=None, metavar="STEM",
+                       help="grade this notebook (e.g. 04_losses; repeat for several; default: every course "
+                            "notebook that some student submitted)")
+    grade.add_argument("--seed", type=int, default=None,
+                       help="seed of the cases (default: a random one, printed so that it can be repeated)")
+    grade.add_argument("--timeout", type=_positive, default=600,
+                       help="seconds for all the cells of one notebook (default 600)")
+    grade.add_argument("--check-timeout", type=_positive, default=120,
+                       help="seconds for checking one exercise (default 120)")
+    grade.add_argument("--size", default="quick", help="SEGKIT_SIZE for the notebooks (default quick)")
+    grade.add_argument("--notebooks", default=None,
+                       help="folder of the instructor notebooks (default: <repo>/notebooks)")
+    grade.set_defaults(func=_run_grade)

@@ -3,6 +3,8 @@
     notebook.py   setup_notebook(): the first cell of every notebook (seeds, quick mode, dataset, sizes)
     student.py    student copies of the notebooks, generated from the instructor copies (`segkit student`)
     exercises/    self-checking exercises: check("name", my_function), one module per session
+    execute.py    run a notebook in its own kernel with time limits (tests, site, benchmark, grading)
+    grading.py    grade submitted notebooks (`segkit grade`): a CSV of points and a feedback file each
 
     from segkit.course import setup_notebook
     course = setup_notebook()

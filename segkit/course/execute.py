@@ -159,7 +159,7 @@ def _run_cells(client, nb, run: NotebookRun, indices, start: float, timeout, cel
         if cell.cell_type != "code":
             continue
         remaining = None if timeout is None else timeout - (time.perf_counter() - start)
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining < 1:
             run.errors.append(CellError(index, "timeout", f"not run: the notebook's {timeout:.0f} s were up"))
             run.stopped_at = index
             return

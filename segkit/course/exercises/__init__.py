@@ -9,6 +9,15 @@ s01.py ...   the exercises of each session, registered when their module is impo
 
 # Importing a session module registers its exercises.
 from segkit.course.exercises import s01, s02, s03, s04, s05, s06, s07, s08, s08b, s09  # noqa: F401
-from segkit.course.exercises.checker import EXERCISES, Exercise, allclose, check, get_exercise, register
+from segkit.course.exercises.checker import (
+    EXERCISES,
+    Exercise,
+    Verdict,
+    allclose,
+    check,
+    get_exercise,
+    register,
+    run_checks,
+)
 
-__all__ = ["EXERCISES", "Exercise", "allclose", "check", "get_exercise", "register"]
+__all__ = ["EXERCISES", "Exercise", "Verdict", "allclose", "check", "get_exercise", "register", "run_checks"]
