@@ -6,21 +6,36 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 SHAPES ?= data/shapes
 
-.PHONY: demo test lint setup student clean-data help
+.PHONY: demo test lint setup student slides site tools clean-data help
 
 help:
 	@echo "make demo   - shapes dataset (if missing) + statistics, train the small UNet, evaluate, write a submission"
 	@echo "make test   - lint with ruff and run the test suite (notebooks in quick mode)"
 	@echo "make setup  - only install the environment (.venv) from uv.lock"
 	@echo "make student - write student copies of the notebooks (solutions stubbed) to student/notebooks/"
+	@echo "make slides - every lecture as an HTML slide deck (Marp) in build/slides/ (offline)"
+	@echo "make site   - the course site (MkDocs): lectures, executed notebooks, syllabus, rules in build/site/"
 
 setup: .venv/.synced
 
 # uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock.
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch $@
+
+# The slides and the browser tests need Node's Marp CLI (pinned in package-lock.json, into node_modules/) and
+# Debian's chromium (driven headless by Playwright, which never downloads a browser). Installed once.
+NODE_TOOLS := node_modules/.installed
+$(NODE_TOOLS): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends nodejs npm)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+/usr/bin/chromium:
+	apt-get update && apt-get install -y --no-install-recommends chromium
+
+tools: .venv/.synced $(NODE_TOOLS) /usr/bin/chromium
 
 demo: .venv/.synced
 	$(RUN) segkit data shapes --out $(SHAPES) --if-missing $(DEMO_DATA)
@@ -36,7 +51,15 @@ student: .venv/.synced
 lint: .venv/.synced
 	$(RUN) ruff check .
 
-# pytest runs tests/ and executes every notebook in notebooks/ with nbval in quick mode
-# (testpaths and --nbval-lax in pyproject.toml; SEGKIT_QUICK=1 in notebooks/conftest.py).
-test: lint
+# Slide decks from the lectures (docs/slides.py) and the course site (docs/site.py): both work offline.
+slides: tools
+	$(RUN) python docs/slides.py
+
+site: tools
+	$(RUN) python docs/site.py
+
+# pytest runs tests/: among them tests/test_notebooks_run.py executes every notebook in quick mode (the
+# executed copies go to build/notebooks/, which the site test reuses) and the slide and site tests open
+# the built pages in headless chromium.
+test: lint tools
 	$(RUN) pytest
