@@ -51,12 +51,12 @@ student: .venv/.synced
 lint: .venv/.synced
 	$(RUN) ruff check .
 
-# Slide decks from the lectures (docs/slides.py) and the course site (docs/site.py): both work offline.
+# Slide decks from the lectures (docs/build_slides.py) and the course site (docs/build_site.py): both work offline.
 slides: tools
-	$(RUN) python docs/slides.py
+	$(RUN) python docs/build_slides.py
 
 site: tools
-	$(RUN) python docs/site.py
+	$(RUN) python docs/build_site.py
 
 # pytest runs tests/: among them tests/test_notebooks_run.py executes every notebook in quick mode (the
 # executed copies go to build/notebooks/, which the site test reuses) and the slide and site tests open

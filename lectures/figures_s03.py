@@ -90,28 +90,44 @@ ZOO = {
 ENCODER_PREFIXES = ("backbone.", "encoder.", "stem.", "downs.")
 
 
+def used_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters a forward pass uses: those that get a gradient from one backward pass (eval mode,
+    a (2, 3, 64, 64) input). A model may store layers it never calls (smp's PSPNet keeps the ResNet stages
+    after the ones its encoder_depth uses); counting them would overstate its size."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    output = model(torch.randn(2, 3, 64, 64))
+    (output["out"] if isinstance(output, dict) else output).sum().backward()
+    return {name: p for name, p in model.named_parameters() if p.grad is not None}
+
+
 def model_sizes() -> Figure:
-    """Parameters of the models in segkit.models (21 classes; random weights), split into the encoder
-    (ENCODER_PREFIXES) and the rest (decoder and head)."""
-    names, trunk, rest, strides = [], [], [], []
+    """Parameters that the models in segkit.models use (21 classes; random weights), split into the
+    encoder (ENCODER_PREFIXES) and the rest (decoder and head); stored but unused parameters are written
+    above the bar."""
+    names, trunk, rest, strides, unused = [], [], [], [], []
     for name, options in ZOO.items():
         model = build_model(name, num_classes=21, **options)
-        total = count_parameters(model)
-        extractor = sum(p.numel() for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES))
+        used = used_parameters(model)
+        total = sum(p.numel() for p in used.values())
+        extractor = sum(p.numel() for n, p in used.items() if n.startswith(ENCODER_PREFIXES))
         names.append(f"{name}\n{next(iter(options.values()))}")
         trunk.append(extractor / 1e6)
         rest.append((total - extractor) / 1e6)
         strides.append(model.output_stride)
+        unused.append((count_parameters(model) - total) / 1e6)
     figure, ax = plt.subplots(figsize=(9, 3.8))
     positions = np.arange(len(names))
     ax.bar(positions, trunk, color="#8da0cb", label="encoder (backbone)")
     ax.bar(positions, rest, bottom=trunk, color="#fc8d62", label="decoder / head")
-    for position, total, stride in zip(positions, np.add(trunk, rest), strides, strict=True):
-        ax.text(position, total + 0.5, f"{total:.1f}M\nOS {stride}", ha="center", fontsize=7)
+    for position, total, stride, idle in zip(positions, np.add(trunk, rest), strides, unused, strict=True):
+        note = f"\n(+{idle:.1f}M unused)" if idle >= 0.05 else ""
+        ax.text(position, total + 0.5, f"{total:.2f}M\nOS {stride}{note}", ha="center", fontsize=7)
     ax.set_xticks(positions, names, fontsize=8)
-    ax.set_ylabel("parameters (millions)")
-    ax.set_ylim(0, max(np.add(trunk, rest)) * 1.2)
-    ax.set_title("segkit.models: parameters and output stride (OS), 21 classes", fontsize=10)
+    ax.set_ylabel("parameters used (millions)")
+    ax.set_ylim(0, max(np.add(trunk, rest)) * 1.25)
+    ax.set_title("segkit.models: parameters used by a forward pass, and output stride (OS), 21 classes",
+                 fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     return figure

@@ -83,12 +83,15 @@ def loss_maps() -> Figure:
     axes[1].set_title("stand-in: right / wrong / void")
     masked = np.ma.masked_where(target[k].numpy() == VOID, pixel_ce[k].numpy())
     shown = axes[2].imshow(masked, cmap="magma", norm=LogNorm(vmin=1e-3, vmax=float(pixel_ce.max())))
-    figure.colorbar(shown, ax=axes[2], fraction=0.046)
+    key = figure.colorbar(shown, ax=axes[2], fraction=0.046)
+    key.set_label("cross-entropy (log scale)", fontsize=8)
     axes[2].set_title("cross-entropy per pixel")
     pairs = [("CE", losses.CrossEntropyLoss()), ("Dice", losses.DiceLoss())]
     for ax, (title, loss_fn) in zip(axes[3:], pairs, strict=True):
         grad = gradient_map(loss_fn, logits, target)[k]
-        ax.imshow(grad / grad.max(), cmap="viridis")
+        shown = ax.imshow(grad / grad.max(), cmap="viridis", vmin=0, vmax=1)
+        key = figure.colorbar(shown, ax=ax, fraction=0.046)
+        key.set_label("|gradient| / its largest value", fontsize=8)
         ax.set_title(f"{title}: |gradient| per pixel")
     for ax in axes:
         ax.set_axis_off()

@@ -233,8 +233,11 @@ def lr_range_test() -> Figure:
     figure, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.plot(rates, losses, marker=".")
     ax.set_xscale("log")
-    ax.axvline(at_minimum, color="grey", linestyle=":", label=f"lowest loss ({at_minimum:.2g})")
-    ax.axvline(at_minimum / 10, color="green", linestyle="--", label=f"a tenth of it ({at_minimum / 10:.2g})")
+    lowest = min(losses)
+    ax.axvline(at_minimum, color="grey", linestyle=":",
+               label=f"rate at the lowest loss ({lowest:.2f}): lr = {at_minimum:.2g}")
+    ax.axvline(at_minimum / 10, color="green", linestyle="--",
+               label=f"a tenth of that rate: lr = {at_minimum / 10:.2g}")
     ax.set_xlabel("learning rate (grows by a constant factor per step)")
     ax.set_ylabel("smoothed training loss")
     ax.set_title("learning-rate range test (Smith 2017)", fontsize=10)

@@ -1,4 +1,4 @@
-"""The slide decks (`make slides`, docs/slides.py): every lecture built with Marp and opened in headless
+"""The slide decks (`make slides`, docs/build_slides.py): every lecture built with Marp and opened in headless
 Chromium. What the browser shows is compared with what the lecture's Markdown says, counted here by hand:
 one slide per heading of level 1-3 and per `<!-- slide -->` marker, the title on the first slide, every
 display formula typeset, every figure loaded, no slide taller than its frame, and no request leaving the
@@ -19,7 +19,7 @@ LECTURES = sorted((REPO / "lectures").glob("[0-9][0-9]*_*.md"))
 
 
 def _slides_module():
-    spec = importlib.util.spec_from_file_location("docs_slides", REPO / "docs" / "slides.py")
+    spec = importlib.util.spec_from_file_location("docs_slides", REPO / "docs" / "build_slides.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,7 +82,7 @@ def test_deck_shows_the_lecture(lecture, decks, page):
     too_tall = page.evaluate("() => [...document.querySelectorAll('svg[data-marpit-svg] section')]"
                              ".map((s, i) => [i + 1, s.scrollHeight - s.clientHeight]).filter(x => x[1] > 1)")
     assert not too_tall, (f"slides taller than the frame (slide, px): {too_tall}; "
-                          f"run `python docs/slides.py --fit --only {lecture.stem[:2]}`")  # fmt: skip
+                          f"run `python docs/build_slides.py --fit --only {lecture.stem[:2]}`")  # fmt: skip
     assert outside == [], f"the deck asked the network for {outside[:3]}"
 
 

@@ -120,7 +120,8 @@ def median_frequency_weights(pixel_counts, image_pixel_counts) -> torch.Tensor:
         image_pixel_counts: (C,) m_c, the sum of the pixel counts of the images containing class c;
             m_c >= n_c, and m_c > 0 wherever n_c > 0.
     Returns:
-        (C,) float32 tensor; a class with median frequency gets weight 1.
+        (C,) float32 tensor. With an odd number of present classes the median class gets weight 1;
+        with an even number the two middle classes get weights on either side of 1.
     """
     counts = _as_counts(pixel_counts, "pixel_counts")
     image_counts = _as_counts(image_pixel_counts, "image_pixel_counts")

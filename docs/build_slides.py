@@ -1,7 +1,7 @@
 """`make slides`: every lecture becomes an HTML slide deck, with Marp CLI (an npm package, see package.json).
 
-    python docs/slides.py                 # -> build/slides/NN_topic.html, build/slides/index.html
-    python docs/slides.py --only 04 06    # some lectures
+    python docs/build_slides.py                 # -> build/slides/NN_topic.html, build/slides/index.html
+    python docs/build_slides.py --only 04 06    # some lectures
 
 The lecture Markdown stays the only source. Slide breaks come from it:
 - every heading of level 1 to 3 starts a slide (Marp's `headingDivider: 3`); the title slide holds the
@@ -15,7 +15,7 @@ as one HTML file with its scripts, styles and formulas (MathJax as SVG) inside; 
 other files, so build/slides/ works offline on a projector: open index.html in a browser, arrow keys or
 the space bar change slides, F toggles full screen.
 
-    python docs/slides.py --fit           # for the lecture's author: add `<!-- slide -->` markers
+    python docs/build_slides.py --fit           # for the lecture's author: add `<!-- slide -->` markers
 
 `--fit` opens every deck in headless Chromium (Playwright), finds the slides whose content is taller than
 the slide, and inserts a marker into the lecture before the first paragraph, list item, figure or code
