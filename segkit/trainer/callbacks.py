@@ -227,10 +227,11 @@ class Checkpointer(Callback):
     validation metric improves, and keeps the newest `keep_last_k` history files `step-00001234.pt`.
 
     All processes build the checkpoint (the RNG states of every rank are gathered), rank 0 writes it.
+    The Trainer makes it from its options (train.checkpoint_every_steps, train.keep_last_k,
+    train.best_metric; mode "min" for the loss, else "max"), whose defaults live in segkit.config.
     """
 
-    def __init__(self, every_steps: int | None = None, keep_last_k: int = 3, metric: str = "miou",
-                 mode: str = "max"):
+    def __init__(self, every_steps: int | None, keep_last_k: int, metric: str, mode: str):
         self.every_steps = every_steps
         self.keep_last_k = keep_last_k
         self.metric = metric
