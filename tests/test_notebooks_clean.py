@@ -1,4 +1,4 @@
-"""The committed notebooks follow the course conventions (executing them is nbval's job: see pyproject.toml).
+"""The committed notebooks follow the course conventions (tests/test_notebooks_run.py executes them).
 
 Every notebooks/NN_topic.ipynb: valid nbformat, no outputs and no execution counts, the
 `setup_notebook()` call as its first code cell, solutions in cells tagged `solution` whose student stubs
