@@ -156,7 +156,7 @@ def test_quick_mode_uses_an_existing_shapes_set_and_tiny_sizes(tmp_path, monkeyp
     monkeypatch.delenv("SEGKIT_SIZE", raising=False)
     setup = course_module.setup_notebook(seed=3)
     first_line = capsys.readouterr().out.splitlines()[0]
-    assert first_line.startswith(f"dataset: shapes ({tmp_path / 'shapes'}) -- quick mode")
+    assert first_line.startswith(f"dataset: shapes ({tmp_path / 'shapes'}) -- quick size")
     assert setup.quick and setup.dataset == "shapes" and setup.root == tmp_path / "shapes"
     assert setup.test_labels == tmp_path / "shapes" / "test-labels"
     assert (setup.crop_size, setup.batch_size, setup.epochs, setup.max_steps) == course_module.QUICK_SIZES

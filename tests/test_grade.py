@@ -53,7 +53,8 @@ def graded_metrics(tmp_path_factory):
     for student, notebook in copies.items():
         (root / "submitted" / student).mkdir(parents=True)
         nbformat.write(notebook, root / "submitted" / student / METRICS.name)
-    status = main(["grade", str(root / "submitted"), "--out", str(root / "grades.csv"), "--seed", "917"])
+    status = main(["grade", str(root / "submitted"), "--out", str(root / "grades.csv"), "--seed", "917",
+                   "--jobs", "2"])  # two notebooks at once: what a class needs, and quicker here
     assert status == 0
     return root
 
@@ -194,3 +195,6 @@ def test_bad_arguments_are_short_errors(tmp_path, capsys):
     assert "not a course notebook with exercises: 99_x" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv"), "--size", "big"]) == 2
     assert "--size 'big': expected one of quick, class, full" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv"), "--jobs", "0"])
+    assert "--jobs: must be a positive whole number, got 0" in capsys.readouterr().err

@@ -25,6 +25,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return int(text)
+
+
 def _run_grade(args: argparse.Namespace) -> int:
     import secrets
 
@@ -37,7 +43,7 @@ def _run_grade(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     print(f"checking every exercise on cases drawn with seed {seed} (pass --seed {seed} to repeat)")
     reports, columns = grading.grade_submissions(
-        args.submissions, course, seed=seed, notebooks=args.notebook,
+        args.submissions, course, seed=seed, notebooks=args.notebook, jobs=args.jobs,
         size=args.size, timeout=args.timeout, check_timeout=args.check_timeout,
     )  # fmt: skip
     out = Path(args.out)
@@ -91,6 +97,8 @@ def add_course_commands(subparsers) -> None:
                        help="seconds for all the cells of one notebook (default 600)")
     grade.add_argument("--check-timeout", type=_positive, default=120,
                        help="seconds for checking one exercise (default 120)")
+    grade.add_argument("--jobs", type=_jobs, default=1,
+                       help="notebooks graded at once, each in its own process and kernel (default 1)")
     grade.add_argument("--size", default="quick", help="SEGKIT_SIZE for the notebooks (default quick)")
     grade.add_argument("--notebooks", default=None,
                        help="folder of the instructor notebooks (default: <repo>/notebooks)")

@@ -27,6 +27,7 @@ machine of its own, never on a machine with secrets.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import csv
 import json
 import os
@@ -221,12 +222,14 @@ def grade_submissions(
     *,
     seed: int,
     notebooks: list[str] | None = None,
+    jobs: int = 1,
     log=print,
     **run_options,
 ) -> tuple[list[StudentReport], list[Score]]:
     """Grade every student folder. Returns (reports, the exercise columns as Score templates in order).
 
     notebooks: the notebook stems to grade; None = every course notebook at least one student submitted.
+    jobs: how many notebooks run at once (each in its own worker process and kernel).
     run_options: size, timeout, check_timeout (see grade_notebook).
     """
     folders = student_folders(Path(submissions_dir))
@@ -243,6 +246,20 @@ def grade_submissions(
         known = ", ".join(course)
         raise ValueError(f"not a course notebook with exercises: {', '.join(unknown)}; known: {known}")
     columns = [Score(stem, exercise.name, 1, "") for stem in notebooks for exercise in course[stem]]
+    # Every submitted notebook is one job; `jobs` of them run at once, each in its own worker process.
+    todo = [(folder, stem) for folder in folders for stem in notebooks
+            if (folder / f"{stem}.ipynb").is_file()]  # fmt: skip
+    graded = {}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {
+            pool.submit(grade_notebook, folder / f"{stem}.ipynb", course[stem], seed=seed, **run_options):
+            (folder, stem) for folder, stem in todo
+        }  # fmt: skip
+        for future in concurrent.futures.as_completed(futures):
+            folder, stem = futures[future]
+            graded[folder, stem] = future.result()
+            log(f"graded {folder.name}/{stem}.ipynb: {sum(s.points for s in graded[folder, stem][0])} "
+                f"of {len(course[stem])}")  # fmt: skip
     reports = []
     for folder in folders:
         report = StudentReport(folder.name)
@@ -250,13 +267,11 @@ def grade_submissions(
         if ignored:
             report.notes.append(f"not graded (not a notebook of this assignment): {', '.join(ignored)}")
         for stem in notebooks:
-            path = folder / f"{stem}.ipynb"
-            if not path.is_file():
+            if (folder, stem) not in graded:
                 report.notes.append(f"{stem}.ipynb: not submitted")
                 report.scores += [Score(stem, e.name, 0, "not submitted") for e in course[stem]]
                 continue
-            log(f"grading {folder.name}/{path.name} ...")
-            scores, note = grade_notebook(path, course[stem], seed=seed, **run_options)
+            scores, note = graded[folder, stem]
             report.scores += scores
             report.notes.append(note)
         log(f"{folder.name}: {report.total}/{len(columns)}")

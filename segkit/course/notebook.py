@@ -126,7 +126,7 @@ def setup_notebook(size: str | None = None, seed: int = 0) -> CourseSetup:
         shapes_dir, generated = ensure_shapes(data_root / "shapes")
         dataset, root, test_labels = "shapes", shapes_dir, shapes_dir / "test-labels"
         if quick:
-            reason = "quick mode (SEGKIT_QUICK=1): small synthetic dataset, tiny sizes"
+            reason = "quick size: small synthetic dataset, tiny sizes"
         else:
             reason = (
                 f"VOC-2012 was not found under {data_root} (see data/README.md); using the synthetic dataset"
