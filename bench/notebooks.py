@@ -34,6 +34,18 @@ from segkit.paths import NOTEBOOK_SIZES  # noqa: E402
 NOTEBOOK_TIMES = REPO / "bench" / "notebook_times.json"
 
 DATASET_LINE = re.compile(r"^dataset: (\w+)", re.MULTILINE)
+SIZE_DEPENDENT = re.compile(r"\bcourse\.(epochs|max_steps|size)\b")
+"""What a notebook must read for its class run to differ from its full run: the class and full sizes of
+segkit.course.notebook differ only in epochs and max_steps (crop and batch are the same)."""
+
+
+def class_differs_from_full(path: Path) -> bool:
+    """True when a code cell reads course.epochs, course.max_steps or course.size; otherwise the class run
+    executes exactly the full run (same code, same values) and is not measured twice."""
+    import nbformat
+
+    cells = nbformat.read(path, as_version=4).cells
+    return any(cell.cell_type == "code" and SIZE_DEPENDENT.search(cell.source) for cell in cells)
 
 
 # ------------------------------------------------------------------------------------ the time tables
@@ -60,7 +72,7 @@ def size_cell(entry: dict | None) -> str:
         return "not measured"
     if not entry["ok"]:
         return f"failed after {duration(entry['seconds'])}"
-    return duration(entry["seconds"])
+    return duration(entry["seconds"]) + (" (= full)" if entry.get("same_as") == "full" else "")
 
 
 def session_name(stem: str) -> str:
@@ -81,19 +93,23 @@ def times_table(times: dict) -> str:
     cpus, threads = machine.get("cpus", "?"), machine.get("torch_threads", "?")
     lines += ["", f"Measured by `bench/notebooks.py` on a shared {cpus}-core CPU without a GPU (torch "
               f"{machine.get('torch', '?')}, {threads} threads), one run each, the whole notebook from the "
-              "kernel's start to its last cell; dates and commits are in `bench/notebook_times.json`."]
+              "kernel's start to its last cell; dates and commits are in `bench/notebook_times.json`. "
+              "\"(= full)\": the notebook reads no size that differs between class and full (epochs, "
+              "batches per epoch), so its class run is its full run."]
     return "\n".join(lines)
 
 
 def header_text(stem: str, sizes: dict) -> str:
     """The paragraph at the top of a notebook: the sizes, what each cost, which fits a lesson."""
     parts = [f"`{size}` {size_cell(sizes.get(size))}" for size in NOTEBOOK_SIZES]
+    if sizes.get("class", {}).get("same_as") == "full":
+        parts[1] = f"`class` {duration(sizes['class']['seconds'])} (the same run as `full` here)"
     full = sizes.get("full")
     lesson = ("all three fit a lesson" if full and full["ok"] and full["seconds"] <= LESSON_SECONDS
               else "use `class` in a lesson: `full` takes longer than a lesson allows")  # fmt: skip
     return (
-        "**Sizes.** This notebook runs at three sizes, timed top to bottom on a 2-core laptop-class CPU "
-        f"without a GPU (shapes dataset): {' · '.join(parts)}; {lesson}. Choose one in the first code cell, "
+        "**Sizes.** This notebook runs at three sizes, timed top to bottom on a shared 2-core CPU without "
+        f"a GPU (shapes dataset): {' · '.join(parts)}; {lesson}. Choose one in the first code cell, "
         '`setup_notebook("class")`, or with `SEGKIT_SIZE=class` before starting JupyterLab; the default is '
         "`full`, and `quick` is what the tests run. A GPU is picked up by itself (`course.device`)."
     )
@@ -209,6 +225,12 @@ def main(argv=None) -> int:
     failed = False
     for path in notebook_paths(args.only):
         for size in args.sizes:
+            full = results["notebooks"].get(path.stem, {}).get("full")
+            if size == "class" and full is not None and not class_differs_from_full(path):
+                results["notebooks"][path.stem]["class"] = {**full, "same_as": "full"}
+                args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+                print(f"{path.stem} [class]: the same run as full (it reads no size that differs)")
+                continue
             print(f"{path.stem} [{size}] ...", flush=True)
             result = measure(path, size, args.timeout)
             failed |= not result["ok"]

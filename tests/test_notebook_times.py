@@ -20,7 +20,7 @@ LESSON = 15 * 60 * 1.1  # "about 15 minutes"
 
 def quoted_seconds(text: str) -> tuple[float, float]:
     """'40 s' -> (40, 0.5), '6 min' -> (360, 30), '1 h 05 min' -> (3900, 30)."""
-    hours, value, unit = re.fullmatch(r"(?:(\d+) h )?(\d+) (s|min)", text).groups()
+    hours, value, unit = re.fullmatch(r"(?:(\d+) h )?(\d+) (s|min)(?: \(= full\))?", text).groups()
     if unit == "s":
         return float(value), 0.5
     return 3600 * int(hours or 0) + 60 * int(value), 30.0

@@ -85,7 +85,7 @@ def test_a_lecture_shows_its_formulas_and_figures(site, page):
 
 def shown_seconds(text: str) -> tuple[float, float]:
     """'40 s' -> (40, 0.5), '6 min' -> (360, 30), '1 h 05 min' -> (3900, 30): a time and its rounding."""
-    match = re.fullmatch(r"(?:(\d+) h )?(\d+) (s|min)", text)
+    match = re.fullmatch(r"(?:(\d+) h )?(\d+) (s|min)(?: \(= full\))?", text)
     assert match, f"not a measured time: {text!r}"
     hours, value, unit = match.groups()
     if unit == "s":
