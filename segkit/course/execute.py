@@ -14,6 +14,7 @@ cells still run (what the grader wants: a broken cell costs only what depends on
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -130,7 +131,8 @@ def execute_notebook(
     start = time.perf_counter()
     try:
         with client.setup_kernel(env=kernel_environment(size, tmpdir, env)):
-            _run_cells(client, nb, run, range(first_extra), start, timeout, cell_timeout, stop_on_error)
+            cells_start = time.perf_counter()  # the limits count from the first cell, not the kernel start
+            _run_cells(client, nb, run, range(first_extra), cells_start, timeout, cell_timeout, stop_on_error)
             extra_start = time.perf_counter()
             for index in range(first_extra, len(nb.cells)):
                 if not _kernel_alive(client):
@@ -164,7 +166,7 @@ def _run_cells(client, nb, run: NotebookRun, indices, start: float, timeout, cel
             run.stopped_at = index
             return
         limits = [limit for limit in (remaining, cell_timeout) if limit is not None]
-        client.timeout = max(1, int(min(limits))) if limits else None
+        client.timeout = max(1, math.ceil(min(limits))) if limits else None
         client.error_on_timeout = {"ename": TIMEOUT_ERROR, "evalue": f"timed out after {client.timeout} s"}
         cell_start = time.perf_counter()
         failed = True
