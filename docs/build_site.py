@@ -12,8 +12,9 @@ quick mode with its outputs and figures (mkdocs-jupyter renders them), and the c
    copies, so after `make test` the site build executes nothing;
 2. build/site-src/: the pages above, in the repository's layout (so the lectures' links to the notebooks
    work), docs/index.md as the home page, and MathJax copied from node_modules (no CDN);
-3. `mkdocs build -f docs/mkdocs.yml` -> build/site/. The offline plugin puts the search index into the
-   pages, so search works from file:// too.
+3. `mkdocs build` with docs/mkdocs.yml plus the navigation (home, syllabus, one section per session with
+   its lecture and notebook, the competition), written as build/mkdocs.yml -> build/site/. The offline
+   plugin puts the search index into the pages, so search works from file:// too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -130,10 +132,33 @@ def assemble(notebooks: list[Path], out: Path = SOURCE) -> None:
     shutil.copy(IFRAME_WORKER, scripts / "iframe-worker-shim.js")
 
 
+def navigation(out: Path = SOURCE) -> list:
+    """Home, the syllabus, one section per session (its lecture and its notebook), the competition."""
+    sessions = []
+    for lecture in sorted((out / "lectures").glob("[0-9][0-9]*_*.md")):
+        title = next(line[2:].strip() for line in lecture.read_text(encoding="utf-8").splitlines()
+                     if line.startswith("# "))  # fmt: skip
+        pages = [{"Lecture": f"lectures/{lecture.name}"}]
+        if (out / "notebooks" / f"{lecture.stem}.ipynb").is_file():
+            pages.append({"Notebook": f"notebooks/{lecture.stem}.ipynb"})
+        sessions.append({title: pages})
+    return [{"Home": "index.md"}, {"Syllabus and time plan": "lectures/syllabus.md"},
+            {"Sessions": sessions}, {"The competition": "competition/README.md"}]  # fmt: skip
+
+
+def write_config(out: Path = SOURCE) -> Path:
+    """docs/mkdocs.yml with this build's folders and navigation, written next to the pages' folder."""
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config.update(docs_dir=str(out), site_dir=str(out.parent / "site"), nav=navigation(out))
+    path = out.parent / "mkdocs.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def build(site_dir: Path = SITE, notebooks: list[Path] | None = None) -> Path:
     """Build the whole site into `site_dir`; return its index.html."""
     assemble(notebooks if notebooks is not None else executed_notebooks())
-    command = [sys.executable, "-m", "mkdocs", "build", "--quiet", "--clean", "-f", str(CONFIG),
+    command = [sys.executable, "-m", "mkdocs", "build", "--quiet", "--clean", "-f", str(write_config()),
                "--site-dir", str(site_dir)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

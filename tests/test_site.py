@@ -52,9 +52,12 @@ def image_outputs(notebook) -> int:
 
 
 def test_links_lead_from_the_home_page_to_a_notebook_with_its_figures(site, page):
+    """Home page -> syllabus -> the notebook's row of the time table -> the executed notebook."""
     page.goto((site / "index.html").as_uri())
-    link = page.locator(f'a[href$="notebooks/{NOTEBOOK}.html"]').first
-    link.click()
+    page.locator('article a[href$="lectures/syllabus.html"]').first.click()  # the home page's text
+    page.wait_for_load_state("load")
+    assert page.url.endswith("lectures/syllabus.html")
+    page.locator(f'article table a[href$="notebooks/{NOTEBOOK}.html"]').click()  # the syllabus's time table
     page.wait_for_load_state("load")
     assert page.url.endswith(f"notebooks/{NOTEBOOK}.html")
     executed = nbformat.read(REPO / "build" / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4)
