@@ -174,11 +174,15 @@ def grade_notebook(
             cell.outputs, cell.execution_count = [], None
     with tempfile.TemporaryDirectory(prefix="segkit-grade-") as work:
         shutil.copy(path, Path(work) / path.name)
-        run = execute_notebook(
-            notebook, size=size, timeout=timeout, stop_on_error=False, cwd=work,
-            extra_cells=[grading_cell(exercise, seed) for exercise in exercises],
-            extra_cell_timeout=check_timeout,
-        )  # fmt: skip
+        try:
+            run = execute_notebook(
+                notebook, size=size, timeout=timeout, stop_on_error=False, cwd=work,
+                extra_cells=[grading_cell(exercise, seed) for exercise in exercises],
+                extra_cell_timeout=check_timeout,
+            )  # fmt: skip
+        except Exception as error:  # the kernel did not start, or stopped answering
+            reason = f"could not run {path.name}: {type(error).__name__}: {error}"
+            return [Score(stem, exercise.name, 0, reason) for exercise in exercises], reason
     first_check = len(run.notebook.cells) - len(exercises)
     own_errors = [error for error in run.errors if error.index < first_check]
     note = f"{path.name}: ran in {run.seconds:.0f} s"
