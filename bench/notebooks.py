@@ -34,18 +34,22 @@ from segkit.paths import NOTEBOOK_SIZES  # noqa: E402
 NOTEBOOK_TIMES = REPO / "bench" / "notebook_times.json"
 
 DATASET_LINE = re.compile(r"^dataset: (\w+)", re.MULTILINE)
-SIZE_DEPENDENT = re.compile(r"\bcourse\.(epochs|max_steps|size)\b")
-"""What a notebook must read for its class run to differ from its full run: the class and full sizes of
-segkit.course.notebook differ only in epochs and max_steps (crop and batch are the same)."""
+SIZE_FIELDS = ("crop_size", "batch_size", "epochs", "max_steps")  # CourseSetup's sizes, in the tables' order
 
 
 def class_differs_from_full(path: Path) -> bool:
-    """True when a code cell reads course.epochs, course.max_steps or course.size; otherwise the class run
-    executes exactly the full run (same code, same values) and is not measured twice."""
+    """True when a code cell reads course.size, or a size whose class and full values differ on the shapes
+    dataset (segkit.course.notebook.SHAPES_SIZES: today only epochs). Otherwise the class run executes
+    exactly the full run (same code, same values) and is not measured twice."""
     import nbformat
 
+    from segkit.course.notebook import SHAPES_SIZES
+
+    pairs = zip(SIZE_FIELDS, SHAPES_SIZES["class"], SHAPES_SIZES["full"], strict=True)
+    differing = [name for name, in_class, in_full in pairs if in_class != in_full]
+    reads = re.compile(rf"\bcourse\.({'|'.join(['size', *differing])})\b")
     cells = nbformat.read(path, as_version=4).cells
-    return any(cell.cell_type == "code" and SIZE_DEPENDENT.search(cell.source) for cell in cells)
+    return any(cell.cell_type == "code" and reads.search(cell.source) for cell in cells)
 
 
 # ------------------------------------------------------------------------------------ the time tables
