@@ -168,16 +168,19 @@ OVERFLOW_JS = """() => [...document.querySelectorAll('svg[data-marpit-svg] > for
   }).filter(x => x)"""
 
 
-def settle(page, tries: int = 20) -> None:
-    """Wait until the slides' heights stop changing: Marp scales wide code blocks and formulas down to the
-    slide's width by script after the page has loaded."""
+def settle(page, seconds: float = 10) -> None:
+    """Wait until the slides' heights have not changed for four reads in a row (a quarter second apart):
+    Marp scales wide code blocks and formulas down to the slide's width by script after the page has
+    loaded, later on a busy machine."""
     sections = "document.querySelectorAll('svg[data-marpit-svg] section')"
     heights_js = f"() => [...{sections}].map(s => s.scrollHeight)"
-    previous = None
-    for _ in range(tries):
-        page.wait_for_timeout(150)
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    previous, unchanged = None, 0
+    for _ in range(int(seconds / 0.25)):
+        page.wait_for_timeout(250)
         heights = page.evaluate(heights_js)
-        if heights == previous:
+        unchanged = unchanged + 1 if heights == previous else 0
+        if unchanged >= 3:
             return
         previous = heights
 

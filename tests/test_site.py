@@ -71,14 +71,22 @@ def test_links_lead_from_the_home_page_to_a_notebook_with_its_figures(site, page
     assert page.outside == []
 
 
-def test_a_lecture_shows_its_formulas_and_figures(site, page):
-    text = (REPO / "lectures" / "04_losses.md").read_text(encoding="utf-8")
+LECTURES = sorted((REPO / "lectures").glob("[0-9][0-9]*_*.md"))
+
+
+@pytest.mark.parametrize("lecture", LECTURES, ids=[path.stem for path in LECTURES])
+def test_a_lecture_shows_its_formulas_and_figures(site, page, lecture):
+    text = lecture.read_text(encoding="utf-8")
     outside_code = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
-    page.goto((site / "lectures" / "04_losses.html").as_uri())
+    page.goto((site / "lectures" / f"{lecture.stem}.html").as_uri())
     page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
     page.evaluate("() => MathJax.startup.promise")
     displays = len(re.findall(r"\$\$.+?\$\$", outside_code, flags=re.DOTALL))
     assert page.locator('article mjx-container[display="true"]').count() == displays
+    prose = page.locator("article").evaluate(
+        "a => { const c = a.cloneNode(true); "
+        "c.querySelectorAll('pre, code, mjx-container').forEach(e => e.remove()); return c.textContent; }")
+    assert "$" not in prose, "a formula was not typeset: a $ is left in the text"
     figures = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", text)
     loaded = page.evaluate("() => [...document.querySelectorAll('article img')]"
                            ".filter(i => i.complete && i.naturalWidth > 0).map(i => i.getAttribute('src'))")
