@@ -182,25 +182,33 @@ def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
     public = result.public
     lines.append(f"Public mIoU: {public['miou']:.4f}   pixel accuracy {public['pixel_accuracy']:.4f}   "
                  f"mean precision {public['mean_precision']:.4f}   mean recall {public['mean_recall']:.4f}")
-    lines.append("Per class, on the public part of the test set (%; classes in neither truth nor prediction "
-                 "left out):")
+    lines.append("Per class, on the public part of the test set (%; only the classes present in its truth):")
     lines.append(per_class_table(public, rules.class_names))
     return "\n".join(lines)
 
 
+def shown_classes(metrics: dict) -> list[int]:
+    """The classes a per-class table may show: those present in the truth of the part (recall defined).
+
+    A class predicted somewhere but absent from the truth (IoU 0, recall undefined) is not listed: listing it
+    would tell, for each image painted with a class the data never uses, whether that image is public.
+    (The mIoU still counts it, as VOC does, so any public score reveals a little of that; the table no
+    longer makes it cheap.)
+    """
+    return [c for c, recall in enumerate(metrics["recall"]) if recall is not None and not math.isnan(recall)]
+
+
 def per_class_table(metrics: dict, class_names: tuple[str, ...]) -> str:
-    """IoU, precision and recall per class in %, from a `summarise` dict; "-" where undefined (a class never
-    predicted, or absent from the truth).  Classes whose IoU is undefined are left out.  No pixel counts:
-    those would tell the class frequencies of the hidden labels."""
+    """IoU, precision and recall per class in %, from a `summarise` dict, for the classes of `shown_classes`;
+    "-" where undefined (a class never predicted has no precision).  No pixel counts: those would tell the
+    class frequencies of the hidden labels."""
 
     def pct(value) -> str:
         return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
     width = max(len(name) for name in class_names)
     lines = [f"  {'class':<{width}}  {'IoU':>6}  {'prec.':>6}  {'recall':>6}"]
-    for name, iou, precision, recall in zip(class_names, metrics["iou"], metrics["precision"],
-                                            metrics["recall"], strict=True):
-        if iou is None or math.isnan(iou):
-            continue
-        lines.append(f"  {name:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
+    for c in shown_classes(metrics):
+        iou, precision, recall = metrics["iou"][c], metrics["precision"][c], metrics["recall"][c]
+        lines.append(f"  {class_names[c]:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
     return "\n".join(lines)
