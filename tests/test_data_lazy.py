@@ -118,8 +118,13 @@ def tiny_model() -> torch.nn.Module:
 @pytest.mark.parametrize("labels_present", [False, True], ids=["held-back labels", "labels on disk"])
 def test_prediction_on_the_test_split_never_opens_a_mask(shapes_root, tmp_path, opened, labels_present):
     """write_submission reads `dataset[i][0]`: given images_only(test) it never opens a mask file, even when
-    the split's masks are on disk (here the held-back test-labels/ folder)."""
-    mask_dir = shapes_root / "test-labels" if labels_present else None
+    the split's masks are on disk (here the same seed's test masks, drawn into a folder of their own)."""
+    from segkit.data.shapes import make_hidden_test_set
+
+    mask_dir = None
+    if labels_present:
+        mask_dir = tmp_path / "masks"
+        make_hidden_test_set(tmp_path / "pack", mask_dir, seed=0, size=32, n_test=4)
     test = VOCSegmentation(shapes_root, "test", eval_transforms(), require_masks=False, mask_dir=mask_dir)
     assert test.has_masks is labels_present
     model = tiny_model()

@@ -78,7 +78,7 @@ class VOCSegmentation(FileDataset):
         masks are all absent is allowed (for prediction, e.g. the shapes "test" split whose labels are
         held back): `has_masks` is then False and samples are `(image, None)`; transforms are called with
         the image alone. A split where only some masks are missing is always an error.
-    mask_dir: read masks from this folder (<id>.png) instead, e.g. the shapes set's test-labels/.
+    mask_dir: read masks from this folder (<id>.png) instead, e.g. a competition's truth/masks/.
     read_masks: False reads the images only and never looks for a mask, whether all, some or none are on
         disk (`has_masks` False, samples `(image, None)`); what `segkit predict` uses.
 
@@ -164,8 +164,8 @@ class VOCSegmentation(FileDataset):
         if len(missing) == len(self.ids):
             hint = (
                 " This split has no masks in that folder; pass require_masks=False to read its images only "
-                "(the shapes 'test' split keeps its masks in test-labels/, outside VOCdevkit; "
-                "pass mask_dir=<that folder> to read them)."
+                "(the shapes 'test' split has no masks at all; masks kept elsewhere are read with "
+                "mask_dir=<that folder>)."
             )
         raise FileNotFoundError(
             f"{self._where}: {len(missing)} of {len(self.ids)} mask file(s) missing, e.g. "
