@@ -17,7 +17,7 @@ from pathlib import Path
 
 EXAMPLES = """\
 examples:
-  segkit competition setup --data data/shapes --out ~/comp2026 --seed 20260501
+  segkit competition setup --data shapes --out ~/comp2026                # a secret seed is drawn
   segkit competition score owls_2.zip --team owls --comp ~/comp2026
   segkit competition leaderboard --comp ~/comp2026               # live board, best public score per team
   segkit competition choose --comp ~/comp2026 --team owls 12 17  # count submissions #12 and #17
@@ -40,22 +40,24 @@ def fail(error: Exception) -> int:
 
 
 def _run_setup(args: argparse.Namespace) -> int:
-    from segkit.competition.truth import prepare_competition
+    from segkit.competition.prepare import prepare_competition
 
     try:
         summary = prepare_competition(
             args.data, args.out, seed=args.seed, public_fraction=args.public_fraction,
             daily_limit=args.daily_limit, final_count=args.final_count, ladder_margin=args.ladder_margin,
-            time_limit_s=args.time_limit)
+            time_limit_s=args.time_limit, size=args.size, n_test=args.n_test)
     except competition_errors() as error:
         return fail(error)
     print(f"competition ready in {args.out}")
     print(f"  truth (keep private): {summary['truth']}  "
           f"({summary['public']} public + {summary['private']} private test images)")
-    print(f"  split seed (keep private): {summary['seed']}")
+    print(f"  secret seed (keep private): {summary['seed']}")
     print(f"  board and rules:      {summary['board']}  (competition.json)")
+    print(f"  student pack:         {summary['pack']}  and  {summary['pack_zip']}  (hand this out)")
     print(f"  sample submission:    {summary['sample_submission']}")
-    print(f"next: segkit competition score SUBMISSION.zip --team NAME --comp {args.out}")
+    print(f"next: segkit competition teams add {args.out} TEAM-NAME   (prints the team's token)")
+    print(f"      segkit competition serve {args.out}")
     return 0
 
 
@@ -138,15 +140,22 @@ def add_competition_commands(subparsers) -> None:
 
     setup = commands.add_parser(
         "setup", help="prepare a competition folder: hidden truth, public/private split, board, sample",
-        description="Prepare a competition from a dataset with held-back test labels: COMP/truth (keep it "
-                    "private), COMP/board (rules and the empty board), COMP/sample_submission.zip.",
+        description="Prepare a competition: a test set students never hold (drawn from a secret seed for "
+                    "shapes, or a dataset's held-back labels), COMP/truth (keep it private), COMP/board "
+                    "(rules and the empty board), COMP/student-pack (test images only: hand it out).",
         epilog=EXAMPLES, formatter_class=raw,
     )
-    setup.add_argument("--data", required=True, type=Path,
-                       help="dataset folder with VOCdevkit/.../test.txt and test-labels/<id>.png")
+    setup.add_argument("--data", required=True,
+                       help="'shapes' (draw a test set of the shapes dataset from the secret seed), or a "
+                            "dataset folder with VOCdevkit/.../test.txt, JPEGImages/<id>.jpg and "
+                            "test-labels/<id>.png")
     setup.add_argument("--out", required=True, type=Path, help="new competition folder COMP")
-    setup.add_argument("--seed", type=int, default=None, help="seed of the public/private split "
-                       "(default: a random one, printed and stored in truth/test_set.json)")
+    setup.add_argument("--seed", type=int, default=None,
+                       help="the competition's secret: draws the shapes test set and splits it public/"
+                            "private (default: a random one, printed and stored in truth/test_set.json; for "
+                            "shapes at least 16 digits)")
+    setup.add_argument("--size", type=int, default=128, help="shapes: image side in pixels (default: 128)")
+    setup.add_argument("--n-test", type=int, default=100, help="shapes: test images (default: 100)")
     setup.add_argument("--public-fraction", type=float, default=0.5,
                        help="share of test images that are public")
     setup.add_argument("--daily-limit", type=int, default=5, help="accepted submissions per team per UTC day")
