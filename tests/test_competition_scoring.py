@@ -27,7 +27,8 @@ from test_competition_setup import (
 from torchmetrics.classification import MulticlassJaccardIndex, MulticlassPrecision, MulticlassRecall
 
 from segkit.competition.board import Board
-from segkit.competition.scoring import score_submission, team_name_problem
+from segkit.competition.scoring import score_submission
+from segkit.competition.teams import team_name_problem
 from segkit.competition.truth import TestSet
 from segkit.data import VOC_CLASSES
 

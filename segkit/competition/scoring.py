@@ -24,35 +24,24 @@ import torch
 from segkit.competition.board import Board, Submission, daily_limit_message, utc_now
 from segkit.competition.ranking import ladder
 from segkit.competition.rules import Rules
-from segkit.competition.submission import SubmissionReport, check_submission
+from segkit.competition.submission import Problem, SubmissionReport, check_submission
+from segkit.competition.teams import require_registered
 from segkit.competition.truth import TestSet, TruthError
 from segkit.data.masks import VOID_INDEX
 from segkit.metrics import ConfusionMatrix
 
-MAX_TEAM_NAME = 40
-
 
 @dataclass
 class ScoreResult:
-    """What scoring one zip produced.  public/private: metric dicts (see `summarise`), None when rejected."""
+    """What scoring one submission produced.  public/private: metric dicts (see `summarise`), None when
+    rejected.  seconds_per_image: a model's inference time per test image (None for a zip of masks)."""
 
     sha256: str
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     public: dict | None = None
     private: dict | None = None
     report: SubmissionReport | None = None
-
-
-def team_name_problem(team: str) -> str | None:
-    """Why `team` is not a usable team name, or None.  Letters, digits, space, '-', '_', '.'; 1-40 chars."""
-    if not 1 <= len(team) <= MAX_TEAM_NAME:
-        return f"team name must have 1 to {MAX_TEAM_NAME} characters, got {len(team)}"
-    if team != team.strip():
-        return f"team name {team!r} must not start or end with a space"
-    bad = sorted({c for c in team if not (c.isalnum() or c in " -_.")})
-    if bad:
-        return f"team name {team!r} has characters {bad} (allowed: letters, digits, space, '-', '_', '.')"
-    return None
+    seconds_per_image: float | None = None
 
 
 def file_sha256(path: str | os.PathLike, limit: int) -> str:
@@ -114,11 +103,11 @@ def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rule
     except TruthError:
         raise
     except Exception as err:  # a case the checks did not foresee: reject, never crash
-        result.problems = [f"the submission could not be read ({type(err).__name__}: {err})"]
+        result.problems = [Problem(None, f"the submission could not be read ({type(err).__name__}: {err})")]
         return result
     finally:
         torch.set_num_threads(threads)
-    result.problems = [str(problem) for problem in result.report.problems]
+    result.problems = list(result.report.problems)
     if not result.problems:
         result.public, result.private = summarise(public.compute()), summarise(private.compute())
     return result
@@ -128,30 +117,43 @@ def submit(zip_path: str | os.PathLike, team: str, truth_dir: str | os.PathLike,
            now: datetime | None = None) -> tuple[Submission, ScoreResult]:
     """Score `zip_path` for `team` and append the result to the board; returns (the stored row, the result).
 
-    Raises ValueError for a bad team name or a missing file, TruthError / BoardError / RulesError for a broken
-    competition folder: those are the instructor's to fix, and nothing is recorded.
+    The team is the registered one of that name (ignoring case) when the board has registered teams
+    (segkit.competition.teams), else the name checked and merged ignoring case with a team already on it.
+    Raises ValueError for a bad or unknown team name, a missing file or a closed competition, TruthError /
+    BoardError / RulesError for a broken competition folder: nothing is recorded then.
     """
-    reason = team_name_problem(team)
-    if reason:
-        raise ValueError(reason)
+    board = Board(board_dir)
+    team = require_registered(board, team)
     if not Path(zip_path).is_file():
         raise ValueError(f"submission {zip_path} not found (or not a file)")
-    board = Board(board_dir)
+    closed = board.closed()
+    if closed:
+        raise ValueError(f"the competition was closed at {closed}; no more submissions")
     test_set = TestSet.load(truth_dir)
     rules = board.rules
     now = now or utc_now()
     used = board.accepted_on_day(team, now.astimezone(UTC).isoformat()[:10])
     if used >= rules.daily_limit:  # checked again inside the board's write transaction
         result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
-        result.problems = [daily_limit_message(team, used, rules.daily_limit)]
+        result.problems = [Problem(None, daily_limit_message(team, used, rules.daily_limit))]
     else:
         result = score_submission(zip_path, test_set, rules)
-    row = board.record(team, result.sha256, Path(zip_path).name, problems=result.problems,
-                       public=result.public, private=result.private, now=now)
-    if not row.accepted and not result.problems:  # the limit was reached while this one was being scored
-        result.problems = row.message.splitlines()
-        result.public = result.private = None
+    row = record_result(board, team, Path(zip_path).name, result, now=now)
     return row, result
+
+
+def record_result(board: Board, team: str, file_name: str, result: ScoreResult, *, kind: str = "masks",
+                  now: datetime | None = None, upload_id: int | None = None) -> Submission:
+    """Append `result` to the board (one transaction); when the daily limit was reached while it was being
+    scored, `result` becomes the rejection the board stored."""
+    row = board.record(team, result.sha256, file_name, problems=result.problems, public=result.public,
+                       private=result.private, now=now, kind=kind,
+                       seconds_per_image=result.seconds_per_image if not result.problems else None,
+                       upload_id=upload_id)
+    if not row.accepted and not result.problems:  # the limit was reached while this one was being scored
+        result.problems = [Problem(p["member"], p["message"]) for p in row.problems]
+        result.public = result.private = None
+    return row
 
 
 def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
