@@ -1,9 +1,13 @@
-"""`segkit competition setup|score|leaderboard|choose`: the instructor's tools for the class competition.
+"""`segkit competition ...`, the instructor's tools for the class competition; `segkit submit`, the students'.
 
-    segkit competition setup --data data/shapes --out COMP [--seed S] [--public-fraction 0.5] ...
+    segkit competition setup --data shapes --out COMP [--seed S] [--public-fraction 0.5] ...
+    segkit competition teams add COMP NAME          (prints the team's token once; also list, token,
+                                                     instructor)
+    segkit competition serve COMP [--host 127.0.0.1] [--port 8000] [--workers 2]
     segkit competition score SUBMISSION.zip --team NAME --comp COMP
     segkit competition leaderboard --comp COMP [--final] [--out DIR]
     segkit competition choose --comp COMP --team NAME 12 17        (or --clear)
+    segkit submit FILE --server URL --token TOKEN
 
 COMP is the competition folder written by `setup`: COMP/truth (keep it to yourself) and COMP/board. The rules,
 and a whole round step by step, are in competition/README.md. Nothing here imports torchvision or smp.
@@ -17,6 +21,9 @@ from pathlib import Path
 
 EXAMPLES = """\
 examples:
+  segkit competition teams add ~/comp2026 owls                  # prints the team's token, once
+  segkit competition teams instructor ~/comp2026                # prints the instructor's token
+  segkit competition serve ~/comp2026 --host 0.0.0.0 --port 8000  # the web service, for the classroom
   segkit competition setup --data shapes --out ~/comp2026                # a secret seed is drawn
   segkit competition score owls_2.zip --team owls --comp ~/comp2026
   segkit competition leaderboard --comp ~/comp2026               # live board, best public score per team
@@ -31,7 +38,7 @@ def competition_errors() -> tuple[type[Exception], ...]:
     from segkit.competition.rules import RulesError
     from segkit.competition.truth import TruthError
 
-    return BoardError, RulesError, TruthError, ValueError, OSError
+    return BoardError, RulesError, TruthError, ValueError, OSError  # TeamError is a ValueError
 
 
 def fail(error: Exception) -> int:
@@ -126,16 +133,108 @@ def _run_choose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_teams(args: argparse.Namespace) -> int:
+    from segkit.competition.board import Board
+    from segkit.competition.teams import Teams
+
+    try:
+        teams = Teams(Board(Path(args.comp) / "board"))
+        if args.action == "list":
+            names = teams.names()
+            print("\n".join(names) if names else "no team registered yet")
+            return 0
+        if args.action == "instructor":
+            token = teams.new_instructor_token()
+            print(f"instructor token (shown once; any previous one no longer works):\n{token}")
+            return 0
+        if not args.name:
+            return fail(ValueError(f"teams {args.action}: give the team's name"))
+        if args.action == "add":
+            name, token = teams.add(args.name)
+            note = "" if name == args.name else f" (written {args.name!r}; its NFKC form)"
+            print(f"team {name!r} registered{note}. Its token (shown once, keep it safe):\n{token}")
+        else:
+            name, token = teams.new_team_token(args.name)
+            print(f"new token for team {name!r} (the old one no longer works):\n{token}")
+    except competition_errors() as error:
+        return fail(error)
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from segkit.competition.service import serve
+
+    if args.workers < 1:
+        return fail(ValueError(f"--workers must be at least 1, got {args.workers}"))
+    try:
+        from segkit.competition.board import Board
+
+        Board(Path(args.comp) / "board")
+    except competition_errors() as error:
+        return fail(error)
+    print(f"serving {args.comp} on http://{args.host}:{args.port}/  (Ctrl-C stops; pages: /, /submit, /team, "
+          "/instructor)")
+    serve(args.comp, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _run_submit(args: argparse.Namespace) -> int:
+    import os
+
+    from segkit.competition.client import ClientError, submit_file
+
+    token = args.token or os.environ.get("SEGKIT_TOKEN")
+    if not token:
+        print("segkit submit: error: give --token TOKEN (or set SEGKIT_TOKEN)", file=sys.stderr)
+        return 2
+    try:
+        status, answer = submit_file(args.file, args.server, token)
+    except ClientError as error:
+        print(f"segkit submit: error: {error}", file=sys.stderr)
+        return 2
+    if status != 200:
+        print(f"segkit submit: the server refused the upload ({status}): {answer.get('error', answer)}",
+              file=sys.stderr)
+        return 2
+    print(answer["report"])
+    return 0 if answer["accepted"] else 1
+
+
+SUBMIT_EXAMPLES = """\
+examples:
+  segkit submit submission.zip --server http://10.0.0.5:8000 --token 3q2-...      # a zip of masks
+  segkit submit runs/my_run/best.pt --server http://10.0.0.5:8000 --token 3q2-...  # a model the server runs
+  SEGKIT_TOKEN=3q2-... segkit submit submission.zip --server http://10.0.0.5:8000
+
+Exit status: 0 accepted, 1 rejected (the reasons are printed), 2 not sent or refused (wrong token, closed).
+"""
+
+
+def add_submit_command(subparsers) -> None:
+    """Register `segkit submit`."""
+    submit = subparsers.add_parser(
+        "submit", help="send a submission to the class competition's server",
+        description="Upload a zip of masks (or a segkit checkpoint, which the server runs on the test "
+                    "images) to the class competition's server and print the result, as the upload page "
+                    "shows it.",
+        epilog=SUBMIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("file", type=Path, help="submission.zip (masks) or a checkpoint best.pt")
+    submit.add_argument("--server", required=True, help="the server's address, e.g. http://10.0.0.5:8000")
+    submit.add_argument("--token", help="your team's token (default: $SEGKIT_TOKEN)")
+    submit.set_defaults(func=_run_submit)
+
+
 def add_competition_commands(subparsers) -> None:
     """Register `segkit competition setup|score|leaderboard|choose`."""
     raw = argparse.RawDescriptionHelpFormatter
     competition = subparsers.add_parser(
-        "competition", help="the class competition: set up, score, leaderboard, final choices",
+        "competition", help="the class competition: set up, teams, web service, score, leaderboard",
         description="The instructor's tools for the class competition (see competition/README.md).",
         epilog=EXAMPLES, formatter_class=raw,
     )
     commands = competition.add_subparsers(dest="competition_command",
-                                          metavar="{setup,score,leaderboard,choose}")
+                                          metavar="{setup,teams,serve,score,leaderboard,choose}")
     commands.required = True
 
     setup = commands.add_parser(
@@ -165,6 +264,33 @@ def add_competition_commands(subparsers) -> None:
     setup.add_argument("--time-limit", type=float, default=300.0,
                        help="seconds allowed to score one submission")
     setup.set_defaults(func=_run_setup)
+
+    teams = commands.add_parser(
+        "teams", help="register teams (each gets a token) and the instructor's token",
+        description="Teams and tokens. add: register a team and print its token (shown once; only its hash "
+                    "is stored). token: a new token for a team. list: the registered teams. instructor: a "
+                    "new instructor token (for the instructor page). Names: ASCII letters, digits, space, "
+                    "'-', '_', '.', after NFKC; unique ignoring case.", epilog=EXAMPLES, formatter_class=raw,
+    )
+    teams.add_argument("action", choices=("add", "token", "list", "instructor"))
+    teams.add_argument("comp", type=Path, help="the competition folder made by setup")
+    teams.add_argument("name", nargs="?", help="team name (add, token)")
+    teams.set_defaults(func=_run_teams)
+
+    serve = commands.add_parser(
+        "serve", help="the web service: live board, upload page, team history, instructor page, HTTP API",
+        description="Serve the competition on the classroom network (Starlette on uvicorn): the live board "
+                    "at /, uploads at /submit, a team's history at /team, the instructor's page at "
+                    "/instructor, and the HTTP API under /api. Scoring runs in worker processes.",
+        epilog=EXAMPLES, formatter_class=raw,
+    )
+    serve.add_argument("comp", type=Path, help="the competition folder made by setup")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1, this computer only; 0.0.0.0 for the "
+                            "classroom network)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=2, help="scoring processes (default 2)")
+    serve.set_defaults(func=_run_serve)
 
     score = commands.add_parser(
         "score", help="check, score and record one submission; print what the team may see",

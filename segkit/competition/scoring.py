@@ -169,15 +169,15 @@ def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
         return "\n".join(lines)
     used = board.accepted_on_day(row.team, row.day)
     lines.append(f"ACCEPTED ({used} of {rules.daily_limit} submissions used today, UTC)")
+    if row.seconds_per_image is not None:
+        lines.append(f"Model run by the server: {1000 * row.seconds_per_image:.1f} ms per test image (CPU)")
     if rules.ladder_margin:
-        own = [r for r in board.submissions(row.team) if r.accepted and r.id <= row.id]
-        scores = [-math.inf if r.public_miou is None else r.public_miou for r in own]
-        shown = ladder(scores, rules.ladder_margin)
-        if len(shown) == 1 or shown[-1] != shown[-2]:
+        shown, moved = ladder_shown(board, row)
+        if moved:
             verdict = "improved by more than the margin: your shown public score is now"
         else:
             verdict = "not better than your shown score by more than the margin; it stays at"
-        lines.append(f"Public score (Ladder, margin {rules.ladder_margin:g}): {verdict} {shown[-1]:.4f}")
+        lines.append(f"Public score (Ladder, margin {rules.ladder_margin:g}): {verdict} {shown:.4f}")
         lines.append("With the Ladder the exact score of each submission is not shown, to keep the public "
                      "board from being overfitted.")
         return "\n".join(lines)
@@ -187,6 +187,15 @@ def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
     lines.append("Per class, on the public part of the test set (%; only the classes present in its truth):")
     lines.append(per_class_table(public, rules.class_names))
     return "\n".join(lines)
+
+
+def ladder_shown(board: Board, row: Submission) -> tuple[float, bool]:
+    """(the Ladder's shown public score of row.team right after accepted submission `row`, whether `row`
+    moved it)."""
+    own = [r for r in board.submissions(row.team) if r.accepted and r.id <= row.id]
+    scores = [-math.inf if r.public_miou is None else r.public_miou for r in own]
+    shown = ladder(scores, board.rules.ladder_margin)
+    return shown[-1], len(shown) == 1 or shown[-1] != shown[-2]
 
 
 def shown_classes(metrics: dict) -> list[int]:

@@ -150,8 +150,10 @@ def wall_clock_limit(seconds: float) -> Iterator[None]:
     """Raise TimeLimitExceeded wherever the code inside is when `seconds` have passed.
 
     A real-time alarm (SIGALRM) interrupts pure-Python work such as zipfile parsing a list of members; a
-    long C call (one decode) finishes first.  Only the main thread of a process can receive signals, so in
-    another thread (or without SIGALRM) this does nothing and the callers' clock checks remain.
+    long C call (one decode) finishes first.  Limits nest: inside an outer limit the alarm comes at the
+    earlier of the two, and the outer one goes on afterwards.  Only the main thread of a process can
+    receive signals, so in another thread (or without SIGALRM) this does nothing and the callers' clock
+    checks remain.
     """
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
@@ -160,13 +162,17 @@ def wall_clock_limit(seconds: float) -> Iterator[None]:
     def expire(signum, frame):
         raise TimeLimitExceeded()
 
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]  # seconds left on an enclosing limit, 0 when none
+    start = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-6))  # 0 would mean "no alarm"
+    signal.setitimer(signal.ITIMER_REAL, max(min(seconds, outer) if outer else seconds, 1e-6))  # 0: no alarm
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:  # the enclosing limit goes on with what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-6))
 
 
 def name_problem(info: zipfile.ZipInfo) -> str | None:
