@@ -72,16 +72,27 @@ def checkpoint_file_problem(path: str | os.PathLike, rules: Rules) -> str | None
     return None
 
 
+def raise_if_out_of_memory(err: BaseException) -> None:
+    """Raise MemoryError for an allocation failure that torch reports as a RuntimeError, so that the worker
+    reports it as such (and is replaced) instead of blaming the file."""
+    if isinstance(err, MemoryError) or "can't allocate memory" in str(err) or "out of memory" in str(err):
+        raise MemoryError(str(err)) from err
+
+
 def load_submitted_model(path: str | os.PathLike, rules: Rules):
     """(model in eval mode on the CPU, config) of a submitted checkpoint, or (None, the reason)."""
     from segkit.build import model_from_checkpoint
+    from segkit.config import ConfigError
 
     try:
         model, config = model_from_checkpoint(path, device="cpu")
-    except Exception as err:  # torch.load, validate_config and load_state_dict raise many types
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except ConfigError as err:
+        return None, "the checkpoint's config is not accepted: " + "; ".join(err.problems)[:600]
+    except Exception as err:  # torch.load and load_state_dict raise many types
+        raise_if_out_of_memory(err)
+        message = " ".join(str(err).replace(str(path), "the checkpoint").split()) or type(err).__name__
         return None, (f"not a segkit checkpoint that can be loaded safely ({type(err).__name__}: "
-                      f"{message[:300]})")
+                      f"{message[:600]})")
     classes = config["data"]["classes"] or []
     if len(classes) != rules.num_classes:
         return None, f"the model predicts {len(classes)} classes; this competition has {rules.num_classes}"
@@ -128,6 +139,7 @@ def score_checkpoint(path: str | os.PathLike, test_set: TestSet, rules: Rules, p
             with torch.inference_mode():
                 count = write_submission(model, dataset, predicted)
         except Exception as err:  # a model whose forward fails on these images
+            raise_if_out_of_memory(err)
             result.problems = [Problem(None, f"the model failed on the test images ({type(err).__name__}: "
                                              f"{str(err)[:300]})")]
             return result

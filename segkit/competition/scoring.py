@@ -100,7 +100,7 @@ def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rule
     torch.set_num_threads(1)
     try:
         result.report = check_submission(zip_path, test_set.sizes, rules, add)
-    except TruthError:
+    except (TruthError, MemoryError):  # the instructor's to fix; the worker's memory limit (it reports it)
         raise
     except Exception as err:  # a case the checks did not foresee: reject, never crash
         result.problems = [Problem(None, f"the submission could not be read ({type(err).__name__}: {err})")]
