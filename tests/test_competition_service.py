@@ -1,11 +1,10 @@
 """The competition as a web service, tested against a real server (`segkit competition serve`, a subprocess on
-127.0.0.1 with its scoring workers) through its HTTP API and `segkit submit`: scores equal an independent
-computation, tokens and sizes are enforced, every hostile file of the battery is refused over HTTP with the
-board unchanged, 40 concurrent uploads keep the daily limit exact, a stuck worker stalls nothing, a killed
-server loses nothing, and a model checkpoint scores what `segkit predict` + upload scores.
-
-The browser test (a real headless Chromium driving the pages) is in test_competition_browser.py; both use
-the server fixture below.
+127.0.0.1 with its scoring workers) through its HTTP API, `segkit submit` and a real headless Chromium
+(Debian's, driven by Selenium through Debian's chromedriver): scores equal an independent computation,
+tokens and sizes are enforced, every hostile file of the battery is refused over HTTP with the board
+unchanged, 40 concurrent uploads keep the daily limit exact, a stuck worker stalls nothing, a killed server
+loses nothing, a model checkpoint scores what `segkit predict` + upload scores, and a browser uploads through
+the page and watches the board update itself.  One server serves the whole module (it takes a while to start).
 """
 
 from __future__ import annotations
@@ -110,7 +109,8 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("service")
     comp = make_competition(root, daily_limit=3)
     teams = Teams(Board(comp.board))
-    tokens = {name: teams.add(name)[1] for name in [*TEAMS, "alpha", "beta", "gamma", "mallory", "models"]}
+    names = [*TEAMS, "alpha", "beta", "gamma", "mallory", "models", "browser"]
+    tokens = {name: teams.add(name)[1] for name in names}
     instructor = teams.new_instructor_token()
     server = Server(comp.root, root / "server.log").start()
     yield comp, server, tokens, instructor
@@ -420,6 +420,125 @@ def test_hostile_checkpoints_are_refused(served, checkpoint, tmp_path):
     assert "out of memory" in answer["problems"][0]["message"] or "died" in answer["problems"][0]["message"]
     status, answer = upload(server, tokens["models"], checkpoint)  # and the pool goes on
     assert status == 200 and answer["accepted"], answer
+
+
+# ---- a real browser ---------------------------------------------------------------------------------------
+
+
+def find_or_install_chromedriver() -> tuple[str, str]:
+    """(chromium, chromedriver) from Debian's packages, installed when missing and allowed, else a skip."""
+    import shutil
+
+    def found():
+        return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+
+    if all(found()):
+        return found()
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium and chromedriver are not installed and cannot be installed here (needs root "
+                    "and apt-get): install the Debian packages 'chromium' and 'chromium-driver'")
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if done.returncode != 0:
+            pytest.skip(f"could not install chromium ({' '.join(command)} failed: {done.stderr[-300:]})")
+    if not all(found()):
+        pytest.skip("apt-get installed chromium and chromium-driver but they are not on PATH")
+    return found()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    chromium, chromedriver = find_or_install_chromedriver()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
+
+
+def board_rows(driver) -> dict[str, list[str]]:
+    """team -> the texts of its row's cells, as the page shows them now."""
+    from selenium.webdriver.common.by import By
+
+    rows = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "#rows tr"):
+        cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+        rows[cells[1]] = cells
+    return rows
+
+
+def test_a_browser_uploads_through_the_page_and_watches_the_board_update(served, browser, tmp_path):
+    """With nothing but a team's token: paste it, drop a zip on the upload page, see the score; the board in
+    another tab shows it without being reloaded, and again after a better submission arrives; the team's
+    history shows a file name full of HTML as text."""
+    from selenium.webdriver.common.by import By
+
+    comp, server, tokens, _ = served
+    browser.get(server.url + "/")
+    board_tab = browser.current_window_handle
+    browser.execute_script("window.notReloaded = true;")
+    wait_for(browser, lambda d: "Updated at" in d.find_element(By.ID, "updated").text)
+    assert "browser" not in board_rows(browser)
+
+    rng = np.random.default_rng(15)
+    first = prediction_zip(tmp_path / "first.zip", {i: noisy(comp.masks[i], rng, flip=0.6) for i in SIZES})
+    browser.switch_to.new_window("tab")
+    browser.get(server.url + "/submit")
+    browser.find_element(By.ID, "token").send_keys(tokens["browser"])
+    browser.find_element(By.ID, "file").send_keys(str(first))
+    browser.find_element(By.ID, "send").click()
+    verdict = wait_for(browser, lambda d: d.find_element(By.ID, "verdict").text or None)
+    stored = Board(comp.board).submissions("browser")[-1]
+    assert verdict == f"Submission #{stored.id}: ACCEPTED"
+    assert f"Public mIoU: {stored.public_miou:.4f}" in browser.find_element(By.ID, "score").text
+    classes = [row.find_elements(By.TAG_NAME, "td")[0].text
+               for row in browser.find_elements(By.CSS_SELECTOR, "#per-class tbody tr")]
+    assert classes and classes[0] == "background"
+
+    browser.switch_to.window(board_tab)
+    wait_for(browser, lambda d: "browser" in board_rows(d))
+    assert board_rows(browser)["browser"][2] == f"{stored.public_miou:.4f}"
+    perfect = {i: np.where(m == 255, 0, m).astype(np.uint8) for i, m in comp.masks.items()}
+    status, answer = upload(server, tokens["browser"], prediction_zip(tmp_path / "perfect.zip", perfect))
+    assert status == 200 and answer["public_miou"] == 1.0
+    wait_for(browser, lambda d: board_rows(d)["browser"][2] == "1.0000")
+    assert board_rows(browser)["browser"][0] == "1"  # first place now
+    assert browser.execute_script("return window.notReloaded === true;")  # updated in place, never reloaded
+    shot = tmp_path / "board.png"
+    assert browser.save_screenshot(str(shot)) and shot.read_bytes().startswith(b"\x89PNG")
+
+    evil = "<img src=x onerror=alert(1)>"
+    hostile = write_zip(tmp_path / f"{evil}.zip", [(f"{evil}.png", b"x")])
+    browser.switch_to.new_window("tab")
+    browser.get(server.url + "/submit")  # the token is remembered by this browser
+    assert browser.find_element(By.ID, "token").get_attribute("value") == tokens["browser"]
+    browser.find_element(By.ID, "file").send_keys(str(hostile))
+    browser.find_element(By.ID, "send").click()
+    wait_for(browser, lambda d: "REJECTED" in d.find_element(By.ID, "verdict").text)
+    problems = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#problems li")]
+    assert f"{evil}.png: extra member: no test image has id '{evil}'" in problems
+    browser.get(server.url + "/team")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 3)
+    names = [row.find_elements(By.TAG_NAME, "td")[2].text
+             for row in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+    assert names == [hostile.name, "perfect.zip", "first.zip"]
+    assert browser.execute_script("return document.querySelectorAll('img').length;") == 0
+    assert browser.find_element(By.ID, "team-name").text == "browser"
 
 
 def test_instructor_closes_and_the_final_board_becomes_public(served, tmp_path):
