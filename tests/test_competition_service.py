@@ -472,14 +472,11 @@ def wait_for(driver, condition, timeout: float = 60):
 
 
 def board_rows(driver) -> dict[str, list[str]]:
-    """team -> the texts of its row's cells, as the page shows them now."""
-    from selenium.webdriver.common.by import By
-
-    rows = {}
-    for row in driver.find_elements(By.CSS_SELECTOR, "#rows tr"):
-        cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-        rows[cells[1]] = cells
-    return rows
+    """team -> the texts of its row's cells, as the page shows them now (read in one script, so the page's
+    own refresh cannot replace the rows halfway through)."""
+    rows = driver.execute_script("return [...document.querySelectorAll('#rows tr')]"
+                                 ".map((row) => [...row.cells].map((cell) => cell.textContent));")
+    return {cells[1]: cells for cells in rows}
 
 
 def test_a_browser_uploads_through_the_page_and_watches_the_board_update(served, browser, tmp_path):
@@ -504,7 +501,7 @@ def test_a_browser_uploads_through_the_page_and_watches_the_board_update(served,
     browser.find_element(By.ID, "send").click()
     verdict = wait_for(browser, lambda d: d.find_element(By.ID, "verdict").text or None)
     stored = Board(comp.board).submissions("browser")[-1]
-    assert verdict == f"Submission #{stored.id}: ACCEPTED"
+    assert verdict == f"Submission #{stored.id}: ACCEPTED", stored.message
     assert f"Public mIoU: {stored.public_miou:.4f}" in browser.find_element(By.ID, "score").text
     classes = [row.find_elements(By.TAG_NAME, "td")[0].text
                for row in browser.find_elements(By.CSS_SELECTOR, "#per-class tbody tr")]

@@ -78,8 +78,9 @@ def worker_main(connection, comp: str) -> None:
             out_of_memory = True
         finally:
             resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        connection.send(answer)
-        if out_of_memory:  # a process that ran out of memory may be in any state: a fresh one takes over
+        # a process that ran out of memory may be in any state: it says so, and a fresh one takes over
+        connection.send({**answer, "retire": out_of_memory})
+        if out_of_memory:
             return
 
 
@@ -154,29 +155,38 @@ class WorkerPool:
 
     async def run(self, job: dict, time_limit_s: float) -> dict:
         """Score `job` in the next free worker; the answer comes within time_limit_s + GRACE_S."""
-        worker = await self.idle.get()
+        for _ in range(2):
+            worker = await self.idle.get()
+            try:
+                worker.connection.send(job)
+            except OSError:  # the worker had died while idle: never given the job, so try a fresh one
+                await self._replace(worker)
+                continue
+            return await self._answer(worker, time_limit_s)
+        return failure("no scoring worker could be started; tell the instructor")
+
+    async def _answer(self, worker: Worker, time_limit_s: float) -> dict:
+        """Wait for the answer of a worker that was sent a job; replace the worker when it misbehaved."""
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         descriptor = worker.connection.fileno()
         loop.add_reader(descriptor, lambda: ready.done() or ready.set_result(None))
         healthy = True
         try:
-            worker.connection.send(job)
             await asyncio.wait_for(ready, time_limit_s + GRACE_S)
             answer = worker.connection.recv()
+            healthy = not answer.pop("retire", False)
         except TimeoutError:
             healthy = False
             answer = failure(f"time limit of {time_limit_s:g} s exceeded; the scoring worker was stopped")
         except (EOFError, OSError):
             healthy = False
-            code = worker.process.exitcode if not worker.process.is_alive() else None
+            worker.process.join(1)
+            code = worker.process.exitcode
             answer = failure(f"the scoring worker died (exit code {code}): the submission needed more memory "
                              "than allowed, or crashed it")
         finally:
             loop.remove_reader(descriptor)
-        if healthy:
-            worker.process.join(0)
-            healthy = worker.process.is_alive()  # a worker that ran out of memory exits after answering
         if healthy:
             await self.idle.put(worker)
         else:
