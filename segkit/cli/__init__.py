@@ -5,7 +5,7 @@
     run.py          segkit train | evaluate | predict
     search.py       segkit search
     deep_prior.py   segkit deep-prior score | search
-    competition.py  segkit competition setup | score | leaderboard | choose
+    competition.py  segkit competition setup | teams | serve | score | leaderboard | choose; segkit submit
     course.py       segkit student
 
 Each module registers its commands with one function, `add_<group>_commands(subparsers)`. A command stores
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segkit.cli.competition import add_competition_commands
+from segkit.cli.competition import add_competition_commands, add_submit_command
 from segkit.cli.course import add_course_commands
 from segkit.cli.data import add_data_commands
 from segkit.cli.deep_prior import add_deep_prior_commands
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_commands(subparsers)
     add_deep_prior_commands(subparsers)
     add_competition_commands(subparsers)
+    add_submit_command(subparsers)
     add_course_commands(subparsers)
     return parser
 

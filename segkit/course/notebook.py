@@ -52,7 +52,6 @@ class CourseSetup:
     max_steps: at most this many batches per epoch (pass it as `Trainer(limit_batches=course.max_steps)`);
         None = whole epochs.
     device: "cuda" when a GPU is available, else "cpu".
-    test_labels: the shapes set's held-back test masks (for the competition session); None for VOC.
     """
 
     quick: bool
@@ -65,7 +64,6 @@ class CourseSetup:
     epochs: int
     max_steps: int | None
     device: str
-    test_labels: Path | None
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -107,12 +105,12 @@ def setup_notebook(seed: int = 0) -> CourseSetup:
     data_root = paths.data_root()
     voc = None if quick else find_voc(data_root)
     if voc is not None:
-        dataset, root, test_labels = "voc", voc, None
+        dataset, root = "voc", voc
         reason = f"found PASCAL VOC-2012 in {voc}"
         sizes = VOC_SIZES
     else:
         shapes_dir, generated = ensure_shapes(data_root / "shapes")
-        dataset, root, test_labels = "shapes", shapes_dir, shapes_dir / "test-labels"
+        dataset, root = "shapes", shapes_dir
         if quick:
             reason = "quick mode (SEGKIT_QUICK=1): small synthetic dataset, tiny sizes"
         else:
@@ -135,7 +133,6 @@ def setup_notebook(seed: int = 0) -> CourseSetup:
         epochs=epochs,
         max_steps=max_steps,
         device=device,
-        test_labels=test_labels,
     )
     steps = "whole epochs" if max_steps is None else f"at most {max_steps} batches per epoch"
     print(f"dataset: {dataset} ({root}) -- {reason}")
