@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from segkit.errors import StopError
+
 from segkit.cli.competition import add_competition_commands
 from segkit.cli.course import add_course_commands
 from segkit.cli.data import add_data_commands
@@ -48,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the sub-command and return its exit status.
 
-    Expected problems (missing files, bad values, a config that does not match the schema) are printed as
-    one 'segkit: error: ...' message with exit status 2 instead of a traceback.
+    Expected problems (missing files, bad values, a config that does not match the schema, a run that
+    stopped for a reason a person can act on: segkit.errors.StopError) are printed as one
+    'segkit: error: ...' message with exit status 2 instead of a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, StopError) as err:
         print(f"segkit: error: {err}", file=sys.stderr)
         return 2
