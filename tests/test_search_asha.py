@@ -180,7 +180,8 @@ def test_two_worker_processes_record_every_trial_exactly_once(shapes_root, tmp_p
 def test_storage_urls_are_checked():
     with pytest.raises(ValueError, match="storage 'redis://x': expected sqlite:///FILE.db, journal:///"):
         open_storage("redis://x")
-    with pytest.raises(ValueError, match=r"storage 'mysql://me:\*\*\*@host/db': expected"):  # no password shown
+    # the password is not shown
+    with pytest.raises(ValueError, match=r"storage 'mysql://me:\*\*\*@host/db': expected"):
         open_storage("mysql://me:secret@host/db")
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segkit.errors import StopError
-
 from segkit.cli.competition import add_competition_commands
 from segkit.cli.course import add_course_commands
 from segkit.cli.data import add_data_commands
@@ -28,6 +26,7 @@ from segkit.cli.deep_prior import add_deep_prior_commands
 from segkit.cli.paths import add_paths_commands
 from segkit.cli.run import add_run_commands
 from segkit.cli.search import add_search_commands
+from segkit.errors import StopError
 
 
 def build_parser() -> argparse.ArgumentParser:

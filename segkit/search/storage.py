@@ -74,10 +74,16 @@ class HeartbeatJournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
         self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Running trials whose last heartbeat (or start, before the first one) is older than the grace."""
         now = time.time()
-        return [trial._trial_id
-                for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-                if now - trial.system_attrs.get(HEARTBEAT_ATTR, now) > self.grace_period]
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            last = trial.system_attrs.get(HEARTBEAT_ATTR)
+            if last is None and trial.datetime_start is not None:
+                last = trial.datetime_start.timestamp()
+            if last is not None and now - last > self.grace_period:
+                stale.append(trial._trial_id)
+        return stale
 
     def get_heartbeat_interval(self) -> int | None:
         return self.heartbeat_interval
