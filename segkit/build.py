@@ -46,7 +46,8 @@ def blame(key: str, source: str = "config"):
     except ConfigError:
         raise
     except (ValueError, TypeError) as error:
-        raise ConfigError(source, [f"{key}: {error}"]) from error
+        problem = str(error) if str(error).startswith(f"{key}.") else f"{key}: {error}"  # already named
+        raise ConfigError(source, [problem]) from error
     except FileNotFoundError as error:  # a folder named by the config is missing: name the key too
         raise FileNotFoundError(f"{source}: {key}: {error}") from error
 

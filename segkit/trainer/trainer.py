@@ -43,7 +43,7 @@ from torch import nn
 from segkit.config import train_options
 from segkit.data.masks import VOID_INDEX
 from segkit.errors import StopError
-from segkit.inference import autocast, evaluate, to_device
+from segkit.inference import autocast, evaluate, resolve_device, to_device
 from segkit.paths import runs_root
 
 from . import distributed
@@ -164,9 +164,14 @@ class Trainer:
         device = options.device
 
         # Where this process stands, and the device it computes on.
-        if str(device) == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        try:
+            self.device = resolve_device(device)
+        except ValueError as error:
+            raise ValueError(f"train.device: {error}") from None
+        if options.sync_batchnorm and self.device.type != "cuda":
+            raise ValueError(f"train.sync_batchnorm: SyncBatchNorm needs CUDA devices (it synchronises "
+                             f"through NCCL) and this run's device is {self.device.type}; leave it off: each "
+                             "process then keeps its own BatchNorm statistics and evaluation uses rank 0's")
         self.dist = distributed.init_distributed(self.device.type)
         if self.dist.is_distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -651,6 +656,14 @@ class Trainer:
         if self.options.limit_batches is None:
             return num_batches
         return min(num_batches, self.options.limit_batches)
+
+    def describe_batches(self) -> str:
+        """'global batch 8 = 4 images per process x 2 processes x 1 accumulation step; 3 steps per epoch'."""
+        per_process, world = self.train_loader.batch_size, self.dist.world_size
+        accumulation = self.options.grad_accum_steps
+        return (f"global batch {per_process * world * accumulation} = {per_process} images per process x "
+                f"{world} process{'es' if world > 1 else ''} x {accumulation} accumulation "
+                f"step{'s' if accumulation > 1 else ''}; {self.steps_per_epoch} steps per epoch")
 
     @property
     def epoch_loss(self) -> float:
