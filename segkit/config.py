@@ -171,6 +171,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                "evaluation; null = all", minimum=1, nullable=True),
         "device": Field(str, "auto", "auto (cuda when available), cpu, cuda, cuda:1, mps (checked against "
                         "the devices this machine has)"),
+        "check_memory": Field(bool, True, "refuse a model whose estimated training memory (weights, "
+                              "gradients, optimizer state, activations) exceeds the device's; false = build "
+                              "it anyway"),
         "sync_batchnorm": Field(bool, False, "under torchrun: convert BatchNorm to SyncBatchNorm (needs "
                                 "CUDA: NCCL); without it each process keeps its own statistics and "
                                 "evaluation uses rank 0's"),

@@ -69,7 +69,7 @@ from .checkpoint import (
     save_checkpoint,
     set_aside_after_best,
 )
-from .data_order import seeded_train_loader, sharded_eval_loader
+from .data_order import batch_sample_indices, describe_sample, seeded_train_loader, sharded_eval_loader
 from .lock import RunFolderLock, RunFolderLocked
 from .options import check_class_names, resume_mode
 
@@ -337,6 +337,7 @@ class Trainer:
 
         Piece weight = its non-void pixels / the step's non-void pixels (see the module docstring).
         """
+        self.check_mask_values(batches)
         pieces = []  # (batch index, images, masks)
         for index, (images, masks) in enumerate(batches):
             size = chunk or len(images)
@@ -363,6 +364,24 @@ class Trainer:
         if self.dist.is_distributed:  # every process sees the mean loss (and every process sees a NaN)
             losses = distributed.all_reduce_sum(losses) / self.dist.world_size
         return losses.tolist()
+
+    def check_mask_values(self, batches: list) -> None:
+        """Every mask value must be a class index (0 .. num_classes - 1) or the void label; otherwise raise
+        ValueError naming the value and the mask file it came from (the loss would fail on it with a
+        message about a tensor, or silently index past its classes)."""
+        for index, (_, masks) in enumerate(batches):
+            bad = ((masks < 0) | (masks >= self.num_classes)) & (masks != self.ignore_index)
+            if not bool(bad.any()):
+                continue
+            row = int(bad.flatten(1).any(1).nonzero()[0]) if masks.dim() > 1 else 0
+            values = sorted({int(v) for v in masks[row][bad[row]].unique()})
+            position = self.batches_done + index
+            sample = batch_sample_indices(self.train_loader, position)[row]
+            where = describe_sample(self.train_loader.dataset, sample)
+            raise ValueError(
+                f"mask value{'s' if len(values) > 1 else ''} {', '.join(map(str, values[:5]))} in {where} "
+                f"(training sample {sample}): masks must hold class indices 0..{self.num_classes - 1} or the "
+                f"void label {self.ignore_index} (data.ignore_index)")
 
     def check_finite(self, batch_losses: list[float]) -> None:
         """Stop with an error naming the step and the batch when a loss is NaN or infinite."""
