@@ -214,8 +214,8 @@ def describe_sample(dataset: Dataset, index: int) -> str:
             dataset, index = dataset.dataset, dataset.indices[index]
         elif hasattr(dataset, "mask_path") and dataset.mask_path(index) is not None:
             return f"mask file {dataset.mask_path(index)}"
-        elif isinstance(getattr(dataset, "dataset", None) or getattr(dataset, "source", None), Dataset):
-            dataset = getattr(dataset, "dataset", None) or dataset.source
+        elif (inner := getattr(dataset, "dataset", None) or getattr(dataset, "source", None)) is not None:
+            dataset = inner
         else:
             return f"sample {index}"
 
