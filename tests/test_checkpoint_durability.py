@@ -198,3 +198,23 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_previous_checkpoint(small
     with pytest.raises(StopError, match=r"^disk full: writing .* is kept\. Free some space"):
         trainer_for(run, model=wide, epochs=2, keep_last_k=0, resume=True).fit()
     assert (run / "last.pt").read_bytes() == kept and not list(run.glob(".*.tmp"))
+
+
+def test_tensorboard_from_the_extra_logs_what_metrics_csv_logs(tmp_path):
+    """segkit[tensorboard] installed (make test installs every extra): the real SummaryWriter's event files,
+    read back with TensorBoard's own reader, hold each epoch's val/miou of metrics.csv and one train/loss
+    per optimizer step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    trainer = trainer_for(run, epochs=2, tensorboard=True)
+    trainer.fit()
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    logged = [dict(zip(header, row.split(","), strict=True)) for row in rows[1:]]
+    miou = events.Scalars("val/miou")
+    assert [e.step for e in miou] == [int(row["step"]) for row in logged] == [4, 8]
+    assert [e.value for e in miou] == pytest.approx([float(row["miou"]) for row in logged], rel=1e-6)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 9))
