@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from segkit.data.masks import VOID_INDEX
 from segkit.models import build_model
 from segkit.trainer import Trainer
 
@@ -88,7 +89,7 @@ def run_bare(model0, dataset, args, shuffle=True) -> tuple[tuple[float, float], 
                         generator=torch.Generator().manual_seed(0))
     model, optimizer = model_and_optimizer(model0, args.device)
     scheduler = poly_schedule(optimizer, args.epochs * len(loader))
-    loss_fn = nn.CrossEntropyLoss(ignore_index=255)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=VOID_INDEX)
     clock = Clock(args.device)
     clock.start()
     model.train()
@@ -107,7 +108,7 @@ def run_trainer(model0, dataset, args, shuffle=True) -> tuple[tuple[float, float
     """The same training through Trainer.fit() in a fresh run folder; returns (times, trained model)."""
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=shuffle)
     model, optimizer = model_and_optimizer(model0, args.device)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=255)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=VOID_INDEX)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(model, loss_fn, optimizer, loader, num_classes=args.classes,
                           run_dir=f"{run_dir}/run", epochs=args.epochs, device=args.device,

@@ -73,19 +73,18 @@ def dataset_root(config: dict) -> Path:
 
 
 def build_dataset(
-    config: dict, split: str, train: bool = False, require_masks: bool = True, source: str = "config",
-    for_prediction: bool = False,
+    config: dict, split: str, train: bool = False, masks: str = "required", source: str = "config",
 ):
     """The dataset of `split` with training augmentation (train=True) or evaluation transforms.
 
     voc, shapes: segkit.data.VOCSegmentation (shapes is in the VOC layout).
     folder: segkit.data.FolderDataset: `<root>/<split>/` when it holds images/, otherwise the
         data/<split>/ + labels/<split>/ layout under root.
-    require_masks=False allows a split whose masks are held back (the test split: no mask files at all);
-        its samples are then (image, None). Some masks missing is still an error.
-    for_prediction=True: the images of `split` for `segkit predict`, which never needs a mask: the reader
-        is built with read_masks=False, so the split's masks, all, some or none of them on disk, are never
-        looked for nor opened; samples are (image, None), has_masks is False. data.cache is not used:
+    masks: the readers' switch (segkit.data.samples.mask_choice): "required", "optional" (a split whose
+        masks are held back gives (image, None) samples; some missing is still an error) or "none": the
+        images only, for `segkit predict`, which never needs a mask: the split's masks, all, some or none
+        of them on disk, are never looked for nor opened; samples are (image, None). With "none" data.cache
+        is not used:
         predict reads each image once, so building a cache (which decodes and stores every image and mask)
         would only add work.
     data.cache: true wraps the reader, built without transforms, in
@@ -108,11 +107,10 @@ def build_dataset(
     if data["dataset"] == "shapes" and not (root / "VOCdevkit").is_dir():
         raise FileNotFoundError(f"{source}: data.root: no shapes dataset in {root}; generate it with: "
                                 f"segkit data shapes --out {root}")
-    use_cache = data["cache"] and not for_prediction
+    use_cache = data["cache"] and masks != "none"
     reader_transforms = None if use_cache else transforms  # with a cache, CachedDataset applies them
     with blame("data", source):
-        dataset = read_split(config, root, split, reader_transforms, require_masks,
-                             read_masks=not for_prediction)
+        dataset = read_split(config, root, split, reader_transforms, masks)
     if data["classes"] is not None and list(data["classes"]) != list(dataset.classes):
         raise ConfigError(source, [f"data.classes: the {data['dataset']} dataset has the classes "
                                    f"{list(dataset.classes)}; got {data['classes']}"])
@@ -123,18 +121,16 @@ def build_dataset(
     return dataset
 
 
-def read_split(config: dict, root: Path, split: str, transforms, require_masks: bool = True,
-               read_masks: bool = True):
+def read_split(config: dict, root: Path, split: str, transforms, masks: str = "required"):
     """The reader of data.dataset for `split` under `root`: FolderDataset (folder) or VOCSegmentation.
-    require_masks and read_masks are passed on to the reader."""
+    `masks` is passed on to the reader."""
     data = config["data"]
-    masks = {"require_masks": require_masks, "read_masks": read_masks}
     if data["dataset"] == "folder":
         extra = {"classes": tuple(data["classes"])} if data["classes"] is not None else {}
         if (root / split / "images").is_dir():
-            return FolderDataset(root / split, None, transforms, **extra, **masks)
-        return FolderDataset(root, split, transforms, **extra, **masks)
-    return VOCSegmentation(root, split, transforms, **masks)
+            return FolderDataset(root / split, None, transforms, **extra, masks=masks)
+        return FolderDataset(root, split, transforms, **extra, masks=masks)
+    return VOCSegmentation(root, split, transforms, masks=masks)
 
 
 def train_loader(config: dict, dataset) -> DataLoader:

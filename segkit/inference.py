@@ -345,7 +345,7 @@ def write_submission(model: nn.Module, dataset, out_path, **options) -> int:
     """Predict every image of `dataset` and write a zip of masks in the competition's format.
 
     dataset: items (image (3, H, W) float normalised, mask or None), with `ids` (image ids) in the same
-        order, e.g. a segkit VOCSegmentation of the test split built with require_masks=False.
+        order, e.g. a segkit VOCSegmentation of the test split read with masks="none".
     The zip is flat: one palette PNG per image, named `<image_id>.png`, holding the predicted class index
     of every pixel at the image's own size, written by segkit.data.write_mask. Images are predicted one
     at a time (test images may differ in size). Returns the number of masks written.

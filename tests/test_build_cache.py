@@ -66,17 +66,17 @@ def items_under_seed(dataset, seed: int) -> list:
 # ------------------------------------------------------------------------------------------ samples
 
 
-@pytest.mark.parametrize("split, require_masks", [("val", True), ("test", False)])
-def test_cached_evaluation_samples_equal_uncached_ones(root, split, require_masks):
-    uncached = build_dataset(config_for(root), split, require_masks=require_masks)
-    cached = build_dataset(config_for(root, "data.cache=true"), split, require_masks=require_masks)
+@pytest.mark.parametrize("split, masks", [("val", "required"), ("test", "optional")])
+def test_cached_evaluation_samples_equal_uncached_ones(root, split, masks):
+    uncached = build_dataset(config_for(root), split, masks=masks)
+    cached = build_dataset(config_for(root, "data.cache=true"), split, masks=masks)
     assert isinstance(uncached, VOCSegmentation) and isinstance(cached, CachedDataset)
     assert [type(step) for step in cached.stored_steps] == [v2.ToDtype, v2.Normalize]
     assert cached.live_steps == []
-    assert cached.has_masks is uncached.has_masks is require_masks  # the test split's masks are held back
+    assert cached.has_masks is uncached.has_masks is (split == "val")  # the test split's masks are held back
     assert cached.ids == uncached.ids and cached.classes == uncached.classes
     assert_same_samples(cached, uncached)
-    for index in range(len(cached)):  # the image alone, as `segkit predict` reads it (images_only)
+    for index in range(len(cached)):  # the image alone, as `segkit predict` reads it (masks="none")
         assert torch.equal(cached.image(index), uncached.image(index))
 
 

@@ -119,7 +119,7 @@ def test_predict_writes_a_valid_submission(run, tmp_path):
     out = tmp_path / "submission.zip"
     assert main(["predict", str(run["run_dir"] / "last.pt"), "--split", "test", "--out", str(out)]) == 0
 
-    test_set = VOCSegmentation(run["root"], "test", eval_transforms(), require_masks=False)
+    test_set = VOCSegmentation(run["root"], "test", eval_transforms(), masks="optional")
     assert not test_set.has_masks  # the test masks are held back: prediction must not need them
     with zipfile.ZipFile(out) as archive:
         names = sorted(archive.namelist())
@@ -270,7 +270,7 @@ def folder_copy_of_the_shapes_set(shapes_root, folder, layout):
     """The shapes set's train and val splits with masks, and its test split without, as a folder dataset
     in `layout`; the files are copied as they are (same bytes, same pixels)."""
     for split in ("train", "val", "test"):
-        dataset = VOCSegmentation(shapes_root, split, require_masks=split != "test")
+        dataset = VOCSegmentation(shapes_root, split, masks="required" if split != "test" else "optional")
         if layout == "images+masks":
             image_dir, mask_dir = folder / split / "images", folder / split / "masks"
         else:
@@ -293,6 +293,6 @@ def test_predict_an_unlabelled_split_of_a_folder_dataset(run, tmp_path, layout):
     out = tmp_path / "test.zip"
     assert main(["predict", str(checkpoint), "--split", "test", "--out", str(out)]) == 0
 
-    test_set = VOCSegmentation(run["root"], "test", eval_transforms(), require_masks=False)
+    test_set = VOCSegmentation(run["root"], "test", eval_transforms(), masks="optional")
     expected = model_predictions(run, [(image_id, test_set[i][0]) for i, image_id in enumerate(test_set.ids)])
     assert_same_masks(predicted_masks(out), expected)

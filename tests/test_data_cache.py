@@ -248,10 +248,11 @@ def test_subsets_splits_without_masks_and_filters_on_a_cache(root, cache_root, o
     assert opened == []  # masks come from the cache
     assert kept.ids == [raw.ids[i] for i in range(len(raw)) if (read_mask(raw.mask_path(i)) == 7).any()]
 
-    test = VOCSegmentation(root, "test", require_masks=False)
+    test = VOCSegmentation(root, "test", masks="optional")
     images = CachedDataset(test, eval_transforms(), cache_root=cache_root, verbose=False)
     assert images.has_masks is False and "mask" not in images.fields
-    assert_same_items(read_all(images), read_all(VOCSegmentation(root, "test", eval_transforms(), False)))
+    plain = VOCSegmentation(root, "test", eval_transforms(), "optional")
+    assert_same_items(read_all(images), read_all(plain))
 
 
 def test_cache_root_comes_from_segkit_cache(root, tmp_path, monkeypatch):

@@ -101,18 +101,18 @@ def write_image(path, seed, size=(5, 7)):
 
 
 @pytest.mark.parametrize("layout", ["images+masks", "data+labels"])
-def test_a_split_without_masks_needs_require_masks_false(tmp_path, layout):
+def test_a_split_without_masks_needs_masks_optional(tmp_path, layout):
     """images/ alone, or data/test/ without labels/test/: refused by default, (image, None) with
-    require_masks=False; the pixels are those of the files read with Pillow."""
+    masks="optional"; the pixels are those of the files read with Pillow."""
     if layout == "images+masks":
         root, split, image_dir = tmp_path / "test", None, tmp_path / "test" / "images"
     else:
         root, split, image_dir = tmp_path, "test", tmp_path / "data" / "test"
         write_pair(tmp_path / "data/train/t.png", tmp_path / "labels/train/t.png", seed=5)
     expected = {stem: write_image(image_dir / f"{stem}.png", seed) for seed, stem in enumerate(["q", "p"])}
-    with pytest.raises(FileNotFoundError, match=r"mask folder .* not found.*require_masks=False"):
+    with pytest.raises(FileNotFoundError, match=r"mask folder .* not found.*masks='optional'"):
         FolderDataset(root, split)
-    dataset = FolderDataset(root, split, require_masks=False)
+    dataset = FolderDataset(root, split, masks="optional")
     assert dataset.layout == layout and dataset.has_masks is False and dataset.ids == ["p", "q"]
     assert "no masks" in repr(dataset)
     for index, stem in enumerate(dataset.ids):
@@ -121,42 +121,45 @@ def test_a_split_without_masks_needs_require_masks_false(tmp_path, layout):
         np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected[stem])
         torch.testing.assert_close(dataset.image(index), image, rtol=0, atol=0)
     # transforms are called with the image alone, as VOCSegmentation does for a split without masks
-    flipped = FolderDataset(root, split, transforms=lambda image: image.flip(-1), require_masks=False)
+    flipped = FolderDataset(root, split, transforms=lambda image: image.flip(-1), masks="optional")
     np.testing.assert_array_equal(flipped[0][0].permute(1, 2, 0).numpy(), expected["p"][:, ::-1])
     # an empty mask folder is a split without masks too
     (image_dir.parent / "masks" if layout == "images+masks" else tmp_path / "labels" / "test").mkdir()
-    with pytest.raises(ValueError, match=r"images without a mask .*p, q.*require_masks=False"):
+    with pytest.raises(ValueError, match=r"images without a mask .*p, q.*masks='optional'"):
         FolderDataset(root, split)
-    assert FolderDataset(root, split, require_masks=False).has_masks is False
+    assert FolderDataset(root, split, masks="optional").has_masks is False
 
 
-def test_require_masks_false_still_reads_the_masks_that_are_there(tmp_path):
+def test_masks_optional_still_reads_the_masks_that_are_there(tmp_path):
     expected = write_pair(tmp_path / "images/a.png", tmp_path / "masks/a.png", seed=3)
-    dataset = FolderDataset(tmp_path, require_masks=False)
+    dataset = FolderDataset(tmp_path, masks="optional")
     assert dataset.has_masks is True
     np.testing.assert_array_equal(dataset[0][1].numpy(), expected[1])
     write_image(tmp_path / "images/b.png", seed=4)  # one image without its mask: always an error
     with pytest.raises(ValueError, match=r"images without a mask in .*masks: b$"):
-        FolderDataset(tmp_path, require_masks=False)
-    # mask_dir: the masks read from another folder
+        FolderDataset(tmp_path, masks="optional")
+    # masks=<folder>: the masks read from another folder (every one required)
     other = {"a": np.full((6, 9), 2, np.uint8), "b": np.full((5, 7), 3, np.uint8)}  # the images' sizes
     (tmp_path / "other").mkdir()
     for stem, mask in other.items():
         write_mask(tmp_path / "other" / f"{stem}.png", mask)
-    relabelled = FolderDataset(tmp_path, mask_dir=tmp_path / "other")
+    relabelled = FolderDataset(tmp_path, masks=tmp_path / "other")
     assert relabelled.mask_dir == tmp_path / "other"
     for index, stem in enumerate(relabelled.ids):
         np.testing.assert_array_equal(relabelled[index][1].numpy(), other[stem])
-    assert FolderDataset(tmp_path, mask_dir=tmp_path / "none_here", require_masks=False).has_masks is False
+    with pytest.raises(FileNotFoundError, match="mask folder .*none_here not found"):
+        FolderDataset(tmp_path, masks=tmp_path / "none_here")
+    with pytest.raises(ValueError, match="masks must be one of 'required', 'optional', 'none' or a folder"):
+        FolderDataset(tmp_path, masks=True)
 
 
-def test_read_masks_false_reads_the_images_only_even_with_some_masks_missing(tmp_path):
+def test_masks_none_reads_the_images_only_even_with_some_masks_missing(tmp_path):
     expected = {stem: write_pair(tmp_path / f"images/{stem}.png", tmp_path / f"masks/{stem}.png", seed=i)
                 for i, stem in enumerate(["a", "b", "c"])}
     (tmp_path / "masks" / "b.png").unlink()  # a split with one mask missing: an error when masks are read
     with pytest.raises(ValueError, match="b"):
         FolderDataset(tmp_path)
-    dataset = FolderDataset(tmp_path, read_masks=False)
+    dataset = FolderDataset(tmp_path, masks="none")
     assert dataset.has_masks is False and dataset.mask_path(0) is None
     for index, stem in enumerate(dataset.ids):
         image, mask = dataset[index]

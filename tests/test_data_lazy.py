@@ -22,7 +22,6 @@ from segkit.data import (
     contains_class,
     eval_transforms,
     filter_samples,
-    images_only,
     make_shapes,
     map_samples,
     read_mask,
@@ -117,15 +116,16 @@ def tiny_model() -> torch.nn.Module:
 
 @pytest.mark.parametrize("labels_present", [False, True], ids=["held-back labels", "labels on disk"])
 def test_prediction_on_the_test_split_never_opens_a_mask(shapes_root, tmp_path, opened, labels_present):
-    """write_submission reads `dataset[i][0]`: given images_only(test) it never opens a mask file, even when
-    the split's masks are on disk (here the held-back test-labels/ folder)."""
-    mask_dir = shapes_root / "test-labels" if labels_present else None
-    test = VOCSegmentation(shapes_root, "test", eval_transforms(), require_masks=False, mask_dir=mask_dir)
+    """write_submission reads `dataset[i][0]`: from a reader made with masks="none" it never opens a mask
+    file, even when the split's masks are on disk (here the held-back test-labels/ folder)."""
+    masks = shapes_root / "test-labels" if labels_present else "optional"
+    test = VOCSegmentation(shapes_root, "test", eval_transforms(), masks=masks)
     assert test.has_masks is labels_present
+    images = VOCSegmentation(shapes_root, "test", eval_transforms(), masks="none")
     model = tiny_model()
     out = tmp_path / "submission.zip"
     opened.clear()
-    count = write_submission(model, images_only(test), out)
+    count = write_submission(model, images, out)
     assert count == len(test) == 4
     assert Counter(opened) == Counter({test.image_path(i): 1 for i in range(len(test))})  # images, no mask
     with zipfile.ZipFile(out) as zf:

@@ -19,7 +19,6 @@ from segkit.data import (
     dataset_stats,
     eval_transforms,
     filter_samples,
-    images_only,
     make_shapes,
     map_samples,
     random_split,
@@ -28,7 +27,7 @@ from segkit.data import (
     subset,
     write_mask,
 )
-from segkit.data.ops import split_lengths
+from segkit.data.ops import Concat, Subset, sources
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,7 @@ def test_subset_is_the_chosen_items_in_order(train, indices):
 def test_subset_of_subset_points_at_the_original(train):
     inner = subset(train, [5, 6, 7, 8])
     outer = subset(inner, [3, 0])
-    assert outer.sources == [train]
+    assert sources(outer) == [train] and outer.dataset is train and outer.indices == [8, 5]
     assert outer.ids == [train.ids[8], train.ids[5]]
     assert_same_item(outer[0], train[8])
 
@@ -85,7 +84,7 @@ def test_subset_index_errors_name_the_index(train):
     with pytest.raises(IndexError, match=r"index 10 out of range.*10 items"):
         subset(train, [0, 10])
     part = subset(train, [1, 2])
-    with pytest.raises(IndexError, match="index 2 out of range"):
+    with pytest.raises(IndexError, match="index out of range"):
         part[2]
 
 
@@ -110,7 +109,7 @@ def test_filter_on_ids_and_on_a_subset(train):
 
 
 def test_contains_class_needs_masks(shapes_root):
-    test = VOCSegmentation(shapes_root, "test", require_masks=False)
+    test = VOCSegmentation(shapes_root, "test", masks="optional")
     with pytest.raises(ValueError, match=r"contains_class\(7\).*'test_0000' has no mask"):
         filter_samples(test, contains_class(7))
 
@@ -196,18 +195,20 @@ def test_random_split_depends_on_the_seed_only(train):
     assert first != [p.ids for p in random_split(train, [5, 5], seed=1)]
 
 
-def test_split_lengths_errors():
-    assert split_lengths(10, [0.25, 0.25, 0.5]) == [3, 2, 5]  # floors 2, 2, 5; the 1 left goes to the first
-    assert split_lengths(7, [0.3, 0.3, 0.4]) == [3, 2, 2]  # floors 2, 2, 2; 1 left
+def test_random_split_sizes_by_hand(train):
+    """10 items: fractions give the floors, and the items left over go one by one to the first parts."""
+    sizes = lambda lengths: [len(part) for part in random_split(train, lengths)]  # noqa: E731
+    assert sizes([0.25, 0.25, 0.5]) == [3, 2, 5]  # floors 2, 2, 5; the 1 left goes to the first
+    assert sizes([0.3, 0.3, 0.4]) == [3, 3, 4]  # floors 3, 3, 4: nothing left
     with pytest.raises(ValueError, match="sum to the 10 samples"):
-        split_lengths(10, [5, 4])
-    with pytest.raises(ValueError, match="sum to 1"):
-        split_lengths(10, [0.5, 0.4])
+        random_split(train, [5, 4])
+    with pytest.raises(ValueError, match="fractions in .0, 1. that sum to 1"):
+        random_split(train, [0.5, 0.4])
 
 
-def test_images_only_has_no_masks(shapes_root):
+def test_a_reader_with_masks_none_has_no_masks(shapes_root):
     val = VOCSegmentation(shapes_root, "val", transforms=eval_transforms())
-    images = images_only(val)
+    images = VOCSegmentation(shapes_root, "val", transforms=eval_transforms(), masks="none")
     assert len(images) == len(val) and images.ids == val.ids and images.has_masks is False
     assert images.image_path(2) == val.image_path(2) and images.mask_path(2) is None
     image, mask = images[2]
@@ -215,6 +216,57 @@ def test_images_only_has_no_masks(shapes_root):
     torch.testing.assert_close(image, val[2][0], rtol=0, atol=0)
     with pytest.raises(ValueError, match="has no masks"):
         dataset_stats(images)
+
+
+def test_subset_and_concat_are_torch_datasets_with_torchs_items(shapes_root, train):
+    """Subset and Concat are torch's classes: their items equal those of torch's own Subset and
+    ConcatDataset built on the same datasets, and a subset of a concat reaches through both."""
+    val = VOCSegmentation(shapes_root, "val")
+    part = subset(train, [7, 2])
+    both = concat(part, val)
+    assert isinstance(part, torch.utils.data.Subset) and isinstance(both, torch.utils.data.ConcatDataset)
+    assert isinstance(part, Subset) and isinstance(both, Concat)
+    reference = torch.utils.data.ConcatDataset([torch.utils.data.Subset(train, [7, 2]), val])
+    assert len(both) == len(reference) == 2 + len(val)
+    for index in range(len(both)):
+        assert_same_item(both[index], reference[index])
+    inside = subset(both, [1, 2, -1])
+    assert inside.ids == [train.ids[2], val.ids[0], val.ids[-1]]
+    assert inside.mask_path(1) == val.mask_path(0) and sources(inside) == [train, val]
+
+
+class CountingIds:
+    """A dataset whose `ids` property counts how often it is read (as a list rebuilt on access would be)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.reads = dataset, 0
+        self.classes, self.palette = dataset.classes, dataset.palette
+
+    @property
+    def ids(self):
+        self.reads += 1
+        return list(self.dataset.ids)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+
+def test_ids_are_made_once_so_reading_one_costs_o1(train):
+    """Derived datasets make their id list when they are made; reading ids[i] for every i afterwards
+    never goes back to the source (a list rebuilt on every access made a pass over a subset quadratic)."""
+    counting = CountingIds(train)
+    part = subset(counting, list(range(len(train))) * 50)
+    reads = counting.reads
+    assert reads == 1
+    for index in range(len(part)):
+        assert part.ids[index] == train.ids[index % len(train)]
+    assert counting.reads == reads
+    assert part.ids is part.ids
+    mapped = map_samples(part, eval_transforms())
+    assert mapped.ids is mapped.ids and counting.reads == reads
 
 
 def test_a_dataloader_batches_a_derived_dataset(train):
@@ -264,25 +316,23 @@ def test_random_split_reads_numpy_numbers_and_int_fractions_as_torch_does(train,
     """numpy ints are sizes, numpy floats fractions; [1] and [0, 1] sum to 1: fractions for torch too."""
     parts = random_split(train, lengths, seed=5)
     reference = torch.utils.data.random_split(
-        range(len(train)), lengths, generator=torch.Generator().manual_seed(5)
+        range(len(train)), list(lengths), generator=torch.Generator().manual_seed(5)
     )
     assert [len(p) for p in parts] == [len(r) for r in reference]
     for part, ref in zip(parts, reference, strict=True):
         assert part.ids == [train.ids[i] for i in ref.indices]
-    assert all(type(n) is int for n in split_lengths(len(train), lengths))
 
 
-def test_split_lengths_errors_show_plain_numbers():
-    with pytest.raises(ValueError, match=r"lengths \[6, 6\] must be >= 0 and sum to the 10 samples"):
-        split_lengths(10, np.array([6, 6]))
-    with pytest.raises(ValueError, match=r"\[0.5, 0.4\] must be fractions that sum to 1 or integer sizes"):
-        split_lengths(10, np.array([0.5, 0.4]))
-    with pytest.raises(ValueError, match=r"\[3.0, 7.0\] must be fractions that sum to 1 or integer"):
-        split_lengths(10, [3.0, 7.0])
-    with pytest.raises(ValueError, match=r"fractions \[1.5, -0.5\] must each lie in \[0, 1\]"):
-        split_lengths(10, [1.5, -0.5])
+def test_random_split_errors_show_plain_numbers(train):
+    with pytest.raises(ValueError, match=r"lengths \[6, 6\] must be fractions .* or integer sizes that "
+                                         r"sum to the 10 samples"):
+        random_split(train, np.array([6, 6]))
+    with pytest.raises(ValueError, match=r"lengths \[0.5, 0.4\] must be fractions"):
+        random_split(train, np.array([0.5, 0.4]))
+    with pytest.raises(ValueError, match=r"lengths \[1.5, -0.5\] must be fractions"):
+        random_split(train, [1.5, -0.5])
     with pytest.raises(TypeError, match=r"lengths\[0\] must be a number, got True"):
-        split_lengths(10, [True, 9])
+        random_split(train, [True, 9])
 
 
 @pytest.mark.parametrize("class_index", [21, 254, 999, np.int64(30)])
@@ -338,13 +388,14 @@ def test_concat_refuses_different_palettes_and_names_the_positions(tmp_path, sha
 
 
 def test_concat_refuses_labelled_with_unlabelled(shapes_root, train):
-    test = VOCSegmentation(shapes_root, "test", require_masks=False)
-    expected = r"with and without masks: dataset 0 .*'train'.* and dataset 1 .*'test'.*images_only\(dataset 0"
+    test = VOCSegmentation(shapes_root, "test", masks="optional")
+    expected = (r"with and without masks: dataset 0 .*'train'.* and dataset 1 .*'test'.*"
+                r"read dataset 0 with masks='none'")
     with pytest.raises(ValueError, match=expected):
         concat(train, test)
     with pytest.raises(ValueError, match=r"dataset 1 has masks, dataset 0 has none"):
         concat(test, subset(train, [0]))
-    images = concat(images_only(train), test)  # the hint works: images only, a DataLoader batches them
+    images = concat(VOCSegmentation(shapes_root, "train", masks="none"), test)  # the hint works
     assert images.has_masks is False and len(images) == len(train) + len(test)
     assert all(images[i][1] is None for i in range(len(images)))
     assert_same_item(images[len(train)], test[0])

@@ -52,17 +52,17 @@ def test_test_split_has_no_masks_in_voc_layout(shapes_root):
     with pytest.raises(ValueError):
         TorchvisionVOC(str(shapes_root), year="2012", image_set="test", download=False)
     # segkit: an explicit error by default ...
-    with pytest.raises(FileNotFoundError, match=r"split 'test'.*mask.*require_masks=False"):
+    with pytest.raises(FileNotFoundError, match=r"split 'test'.*mask.*masks='optional'"):
         VOCSegmentation(shapes_root, split="test")
     # ... images only on request (prediction) ...
-    unlabelled = VOCSegmentation(shapes_root, split="test", require_masks=False)
+    unlabelled = VOCSegmentation(shapes_root, split="test", masks="optional")
     assert unlabelled.has_masks is False and len(unlabelled) == 4 and unlabelled.mask_path(0) is None
     image, mask = unlabelled[0]
     assert mask is None
     with Image.open(shapes_root / "VOCdevkit/VOC2012/JPEGImages/test_0000.jpg") as pil:
         np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), np.asarray(pil.convert("RGB")))
-    # ... and the held-back labels are readable with mask_dir (what a scorer does).
-    scored = VOCSegmentation(shapes_root, split="test", mask_dir=shapes_root / "test-labels")
+    # ... and the held-back labels are readable from their own folder (what a scorer does).
+    scored = VOCSegmentation(shapes_root, split="test", masks=shapes_root / "test-labels")
     assert scored.has_masks
     for index in range(len(scored)):
         expected = np.asarray(Image.open(shapes_root / "test-labels" / f"{scored.ids[index]}.png"))
@@ -133,16 +133,16 @@ def test_missing_image_names_the_file_and_split(shapes_copy):
         VOCSegmentation(shapes_copy, split="val")
 
 
-def test_missing_mask_names_the_file_and_split_even_without_require_masks(shapes_copy):
+def test_missing_mask_names_the_file_and_split_even_with_masks_optional(shapes_copy):
     (shapes_copy / "VOCdevkit/VOC2012/SegmentationClass/train_0005.png").unlink()
-    for require in (True, False):
+    for masks in ("required", "optional"):
         with pytest.raises(FileNotFoundError, match=r"split 'train'.*train_0005\.png"):
-            VOCSegmentation(shapes_copy, split="train", require_masks=require)
+            VOCSegmentation(shapes_copy, split="train", masks=masks)
 
 
-def test_read_masks_false_reads_the_images_only_even_with_a_mask_missing(shapes_copy):
+def test_masks_none_reads_the_images_only_even_with_a_mask_missing(shapes_copy):
     (shapes_copy / "VOCdevkit/VOC2012/SegmentationClass/train_0005.png").unlink()
-    dataset = VOCSegmentation(shapes_copy, split="train", read_masks=False)
+    dataset = VOCSegmentation(shapes_copy, split="train", masks="none")
     assert dataset.has_masks is False and dataset.mask_path(5) is None
     image, mask = dataset[5]
     assert mask is None

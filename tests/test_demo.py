@@ -76,7 +76,7 @@ def test_make_demo_trains_evaluates_and_writes_a_submission_and_can_run_again(tm
     assert report["classes"] == list(VOC_CLASSES) and report["num_images"] == 4
 
     # the submission is what the competition's checker accepts: one mask per test image
-    test_set = VOCSegmentation(tmp_path / "data" / "shapes", "test", require_masks=False)
+    test_set = VOCSegmentation(tmp_path / "data" / "shapes", "test", masks="optional")
     sizes = {image_id: (32, 32) for image_id in test_set.ids}
     rules = Rules(num_classes=21, class_names=VOC_CLASSES, **default_size_limits(list(sizes.values())))
     seen = []

@@ -224,9 +224,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint_path(args.checkpoint)
     model, config = _load(checkpoint, args)
     split = args.split or config["data"]["test_split"]
-    # for_prediction: the images only, never a mask (none of the split's mask files is looked for or opened)
+    # masks="none": the images only, never a mask (none of the split's mask files is looked for or opened)
     # and no data.cache (each image is read once).
-    dataset = build_dataset(config, split, for_prediction=True, source=f"{checkpoint} (config)")
+    dataset = build_dataset(config, split, masks="none", source=f"{checkpoint} (config)")
     options = _predict_options(args, config)
     out = Path(args.out) if args.out else checkpoint.with_name(f"submission-{split}.zip")
     print(f"predicting {len(dataset)} images of split {split!r} with {checkpoint} ({_describe(options)})")

@@ -8,8 +8,8 @@ folder.py      FolderDataset: images/ + masks/, or data/<split>/ + labels/<split
 transforms.py  train_transforms / eval_transforms, built from torchvision.transforms.v2
 shapes.py      make_shapes: the small synthetic dataset, in the VOC layout
 stats.py       dataset_stats: class pixel/image counts and image sizes
-ops.py         datasets from datasets: subset, filter_samples, map_samples, concat, random_split, repeat,
-               images_only
+ops.py         datasets from datasets (on torch.utils.data's Subset and ConcatDataset): subset,
+               filter_samples, contains_class, map_samples, concat, random_split, repeat
 cache.py       CachedDataset: decoded samples (and deterministic pre-processing) stored on disk
 
 Every name loads with its module when first used (segkit.lazy): `from segkit.data.masks import read_mask`
@@ -28,11 +28,12 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "read_mask": ".masks",
     "voc_colour": ".masks",
     "write_mask": ".masks",
-    "SampleList": ".ops",
+    "Concat": ".ops",
+    "Subset": ".ops",
     "concat": ".ops",
     "contains_class": ".ops",
     "filter_samples": ".ops",
-    "images_only": ".ops",
+    "sources": ".ops",
     "map_samples": ".ops",
     "random_split": ".ops",
     "repeat": ".ops",
@@ -67,11 +68,12 @@ __all__ = [
     "read_mask",
     "voc_colour",
     "write_mask",
-    "SampleList",
+    "Concat",
+    "Subset",
     "concat",
     "contains_class",
     "filter_samples",
-    "images_only",
+    "sources",
     "map_samples",
     "random_split",
     "repeat",

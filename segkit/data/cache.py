@@ -62,7 +62,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segkit import paths
-from segkit.data.ops import SampleList
+from segkit.data.ops import sources
 from segkit.data.samples import LazySample
 
 FORMAT_VERSION = 1
@@ -118,8 +118,7 @@ def _file_stat(path) -> list | None:
 
 
 def _check_cacheable(dataset) -> None:
-    sources = dataset.sources if isinstance(dataset, SampleList) else [dataset]
-    for source in sources:
+    for source in sources(dataset):
         reads_files = hasattr(source, "image_path") and hasattr(source, "mask_path")
         if not reads_files or getattr(source, "transforms", "none given") is not None:
             raise ValueError(
@@ -194,7 +193,7 @@ class CachedDataset:
     """`dataset` decoded once and stored on disk, then `transforms` split into stored and live steps.
 
     dataset: reads files, without transforms (VOCSegmentation / FolderDataset with transforms=None, or a
-        SampleList of them: subset, filter, split, concat, repeat).
+        subset, filter, split, concat or repeat of them, see segkit.data.ops).
     transforms: the whole chain, as for a dataset: (image, mask) -> (image, mask). Its deterministic
         prefix is stored (stored_steps), the rest runs at each access (live_steps).
     cache_root: default segkit.paths.cache_root() ($SEGKIT_CACHE, else <repo>/data/cache).
@@ -220,7 +219,7 @@ class CachedDataset:
         identity, files = dataset_key(dataset, self.stored_steps)
         self.key = {"identity": identity, "files": files}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        first = dataset.sources[0] if isinstance(dataset, SampleList) else dataset
+        first = sources(dataset)[0]
         name = f"{type(first).__name__}-{self.split}" if self.split else type(first).__name__
         self.folder = paths.cache_root(cache_root) / "datasets" / f"{name}-{digest}"
         self.built = False

@@ -8,7 +8,7 @@ Two common layouts are recognised automatically:
 
 An image and its mask share the file stem (`cat_01.jpg` <-> `cat_01.png`). Masks are palette or greyscale
 PNGs of class indices, 255 = void, as in VOC (see segkit.data.masks). A split without labels (a test split)
-has no masks/ or labels/<split>/ folder, or an empty one: read it with require_masks=False.
+has no masks/ or labels/<split>/ folder, or an empty one: read it with masks="optional" (or "none").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import FileDataset
+from segkit.data.samples import FileDataset, mask_choice
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -47,14 +47,12 @@ class FolderDataset(FileDataset):
         sub-folder name (e.g. "train") for "data+labels".
     transforms: optional callable `(image, mask) -> (image, mask)`.
     classes: class names, index = class id (default: the 21 VOC classes).
-    require_masks: with True (the default) every image needs a mask. With False, a split without masks
-        (no mask folder, or one without .png files; e.g. a test split of images/ only) is allowed:
-        `has_masks` is then False, samples are `(image, None)` and transforms are called with the image
-        alone. When the masks are there they are read as with True, so a split where only some images have
-        a mask is always an error (as VOCSegmentation's require_masks).
-    mask_dir: read the masks from this folder instead of masks/ or labels/<split>/.
-    read_masks: False reads the images only and never looks for a mask, whether all, some or none are on
-        disk (`has_masks` False, samples `(image, None)`); what `segkit predict` uses.
+    masks: which masks to read (segkit.data.samples.mask_choice): "required" (default: every image needs
+        a mask), "optional" (a split without masks, no mask folder or one without .png files, e.g. a test
+        split of images/ only, gives `(image, None)` samples and `has_masks` False; when the masks are there
+        they are read as with "required", so only some missing is always an error), "none" (images only,
+        no mask ever looked for: what `segkit predict` uses) or a folder to read the masks from instead of
+        masks/ or labels/<split>/.
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void).
     Attributes: ids (file stems of the images, sorted), classes, num_classes, palette (VOC_PALETTE: colour of
@@ -72,29 +70,28 @@ class FolderDataset(FileDataset):
         split: str | None = None,
         transforms=None,
         classes: tuple[str, ...] = VOC_CLASSES,
-        require_masks: bool = True,
-        mask_dir: str | os.PathLike | None = None,
-        read_masks: bool = True,
+        masks: str | os.PathLike = "required",
     ):
         self.root = Path(root)
         self.split = split
         self.transforms = transforms
         self.classes = tuple(classes)
         self.layout, self.image_dir, self.mask_dir = self._find_layout()
+        mode, mask_dir = mask_choice(masks, self._where)
         if mask_dir is not None:
-            self.mask_dir = Path(mask_dir)
+            self.mask_dir = mask_dir
         images = _files_by_stem(self.image_dir, IMAGE_SUFFIXES)
         if not images:
             raise ValueError(
                 f"{self._where}: no images found in {self.image_dir} (suffixes {IMAGE_SUFFIXES})"
             )
-        masks = _files_by_stem(self.mask_dir, (".png",)) if read_masks and self.mask_dir.is_dir() else {}
-        if read_masks and (masks or require_masks):
-            self._check_pairs(images, masks)
-        self.has_masks = bool(masks)
+        found = _files_by_stem(self.mask_dir, (".png",)) if mode != "none" and self.mask_dir.is_dir() else {}
+        if mode != "none" and (found or mode == "required"):
+            self._check_pairs(images, found)
+        self.has_masks = bool(found)
         self.ids = sorted(images)
         self._images = images
-        self._masks = masks
+        self._masks = found
 
     @property
     def _where(self) -> str:
@@ -132,7 +129,7 @@ class FolderDataset(FileDataset):
         if not self.mask_dir.is_dir():
             raise FileNotFoundError(
                 f"{self._where}: mask folder {self.mask_dir} not found; for a split without labels pass "
-                "require_masks=False to read its images only"
+                "masks='optional' (or 'none') to read its images only"
             )
         images_without_mask = sorted(set(images) - set(masks))
         masks_without_image = sorted(set(masks) - set(images))
@@ -142,7 +139,7 @@ class FolderDataset(FileDataset):
                 problems.append(f"images without a mask in {self.mask_dir}: {_names(images_without_mask)}")
             if masks_without_image:
                 problems.append(f"masks without an image in {self.image_dir}: {_names(masks_without_image)}")
-            hint = "" if masks else "; for a split without labels pass require_masks=False"
+            hint = "" if masks else "; for a split without labels pass masks='optional' (or 'none')"
             raise ValueError(
                 f"{self._where}: image and mask file names must match (same stem); " + "; ".join(problems)
                 + hint

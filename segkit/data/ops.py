@@ -1,6 +1,9 @@
-"""Operations that take a dataset and return a new dataset: subset, filter, map, concat, split, repeat.
+"""Datasets made from datasets: subset, filter, map, concat, split, repeat.
 
-Style: plain functions, each returning a dataset; nothing is copied or decoded in advance.
+Plain functions, each returning a dataset; nothing is copied or decoded in advance. They build on
+torch.utils.data: `subset`, `filter_samples`, `repeat` and `random_split` give a `Subset` (torch's
+Subset: item i = dataset[indices[i]]), `concat` a `Concat` (torch's ConcatDataset), and `random_split`
+splits exactly as torch.utils.data.random_split does (same sizes, same items for the same seed).
 
     train = VOCSegmentation(root, "train")                       # no transforms: raw samples
     with_cats = filter_samples(train, contains_class(8))         # reads the masks only, never an image
@@ -8,21 +11,20 @@ Style: plain functions, each returning a dataset; nothing is copied or decoded i
     part_a, part_b = random_split(train, [0.8, 0.2], seed=0)
     augmented = map_samples(part_a, train_transforms(crop_size=320))
     bigger = concat(train, repeat(with_cats, 3))                 # show the cat images 4 times per epoch
-    images = images_only(VOCSegmentation(root, "val", eval_transforms()))   # (image, None): no mask read
 
 What a dataset offers here (VOCSegmentation, FolderDataset, CachedDataset and every result below):
 
     len(ds), ds[i] -> (image, mask)    image tv_tensors.Image (3, H, W), mask tv_tensors.Mask (H, W) int64,
-                                       255 = void, or None for a split without labels
+                                       255 = void, or None for a split read with masks="none"
     ds.image(i)                        the image alone, transformed alone; the mask file is never opened
     ds.sample(i)                       a LazySample: the values of ds[i], each computed when first read
     ds.ids, ds.classes, ds.num_classes, ds.palette, ds.has_masks
     ds.image_path(i), ds.mask_path(i)  the files behind item i (not after map_samples: its items are no
                                        longer the files' content)
 
-Every result keeps the class names and palette of its source. subset, filter_samples, random_split,
-concat and repeat all give a `SampleList`: a list of (source dataset, index) pairs, so item i is simply
-`source[index]` and a subset of a subset still points straight at the original dataset.
+Every result keeps the class names and palette of its source; its `ids` list is made once, when the
+result is made, so reading an id costs O(1). A subset of a subset points straight at the original dataset
+(the indices are composed), and `sources(ds)` lists the datasets that really read the files.
 
 Order matters for speed: filter before you add transforms. `filter_samples` calls the predicate on
 `ds.sample(i)`; on a dataset without transforms reading `.mask` decodes the mask PNG only, whereas after
@@ -32,13 +34,14 @@ draws one crop for the image and the mask.
 
 from __future__ import annotations
 
-import math
+import bisect
 import numbers
 import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from segkit.data.masks import VOID_INDEX
 from segkit.data.samples import LazySample
@@ -87,38 +90,20 @@ def _check_compatible(datasets: Sequence, what: str = "cannot combine datasets")
             raise ValueError(
                 f"{what} with and without masks: {pair}; dataset {labelled} has masks, dataset {unlabelled} "
                 f"has none, so their samples would mix (image, mask) and (image, None). For images only, "
-                f"pass images_only(dataset {labelled}); to train, give dataset {unlabelled} its masks"
+                f"read dataset {labelled} with masks='none'; to train, give dataset {unlabelled} its masks"
             )
 
 
-class SampleList:
-    """A dataset whose item i is item `entries[i][1]` of the dataset `entries[i][0]`.
+class _SegmentationView:
+    """What Subset and Concat add to torch's classes: the metadata of a segmentation dataset and the
+    per-item file access, both answered by the dataset that holds item i (`locate(i)`)."""
 
-    entries: list of (source dataset, index in that source) pairs. All sources must have the same classes,
-    palette and has_masks; classes and palette are taken from the first. `name` says how the list was
-    made (for repr).
-    """
+    classes: tuple[str, ...]
+    palette: object
+    ids: list[str]
 
-    def __init__(self, entries: list[tuple[object, int]], name: str, classes=None, palette=None):
-        self.entries = entries
-        self.name = name
-        sources = self.sources
-        if sources:
-            _check_compatible(sources, f"{name}: cannot combine datasets")
-        if classes is None or palette is None:
-            if not sources:
-                raise ValueError(f"{name}: an empty dataset needs its classes and palette given explicitly")
-            classes, palette = sources[0].classes, sources[0].palette
-        self.classes = tuple(classes)
-        self.palette = palette
-
-    @property
-    def sources(self) -> list:
-        """The distinct datasets the entries point into, in order of first appearance."""
-        seen = {}
-        for source, _ in self.entries:
-            seen.setdefault(id(source), source)
-        return list(seen.values())
+    def locate(self, index: int) -> tuple[object, int]:  # (the dataset holding item index, its index there)
+        raise NotImplementedError(f"{type(self).__name__} must say where its items live")
 
     @property
     def num_classes(self) -> int:
@@ -126,50 +111,95 @@ class SampleList:
 
     @property
     def has_masks(self) -> bool:
-        return all(getattr(source, "has_masks", True) for source in self.sources)
-
-    @property
-    def ids(self) -> list[str]:
-        return [source.ids[index] for source, index in self.entries]
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _entry(self, index: int) -> tuple[object, int]:
-        index = operator.index(index)
-        if not -len(self.entries) <= index < len(self.entries):
-            raise IndexError(f"index {index} out of range for {self!r}")
-        return self.entries[index]
-
-    def __getitem__(self, index: int):
-        source, source_index = self._entry(index)
-        return source[source_index]
+        return all(getattr(source, "has_masks", True) for source in sources(self))
 
     def image(self, index: int):
-        source, source_index = self._entry(index)
-        return source.image(source_index)
+        dataset, inner = self.locate(index)
+        return dataset.image(inner)
 
     def sample(self, index: int) -> LazySample:
-        source, source_index = self._entry(index)
-        return source.sample(source_index)
+        dataset, inner = self.locate(index)
+        return dataset.sample(inner)
 
     def image_path(self, index: int):
-        source, source_index = self._entry(index)
-        return source.image_path(source_index)
+        dataset, inner = self.locate(index)
+        return dataset.image_path(inner)
 
     def mask_path(self, index: int):
-        source, source_index = self._entry(index)
-        return source.mask_path(source_index)
+        dataset, inner = self.locate(index)
+        return dataset.mask_path(inner)
+
+
+class Subset(_SegmentationView, torch.utils.data.Subset):
+    """torch.utils.data.Subset (item i = dataset[indices[i]]) of a segmentation dataset.
+
+    A Subset of a Subset is made directly over the original dataset, with the indices composed. `name` says
+    how it was made (for repr). ids = [dataset.ids[j] for j in indices], made once. Items come from torch's
+    own Subset.__getitem__.
+    """
+
+    def __init__(self, dataset, indices: Sequence[int], name: str = "subset"):
+        indices = [int(i) for i in indices]
+        if isinstance(dataset, Subset):
+            indices = [dataset.indices[i] for i in indices]
+            dataset = dataset.dataset
+        super().__init__(dataset, indices)
+        self.name = name
+        self.classes, self.palette = tuple(dataset.classes), dataset.palette
+        dataset_ids = dataset.ids
+        self.ids = [dataset_ids[i] for i in indices]
+
+    def locate(self, index: int) -> tuple[object, int]:
+        index = _checked_index(index, len(self), self)
+        return self.dataset, self.indices[index]
 
     def __repr__(self) -> str:
-        return f"SampleList({self.name}, {len(self)} samples)"
+        return f"Subset({self.name}, {len(self)} samples)"
 
 
-def _entries(dataset) -> list[tuple[object, int]]:
-    """(source, index) pairs of every item of `dataset`; a SampleList gives its own (no nesting)."""
-    if isinstance(dataset, SampleList):
-        return list(dataset.entries)
-    return [(dataset, index) for index in range(len(dataset))]
+class Concat(_SegmentationView, torch.utils.data.ConcatDataset):
+    """torch.utils.data.ConcatDataset of segmentation datasets with the same classes, palette and has_masks:
+    item i belongs to dataset k = bisect(cumulative_sizes, i), at position i - cumulative_sizes[k - 1]."""
+
+    def __init__(self, datasets: Sequence, name: str = "concat"):
+        _check_compatible(list(datasets), "concat: cannot combine datasets")
+        super().__init__(datasets)
+        self.name = name
+        self.classes, self.palette = tuple(datasets[0].classes), datasets[0].palette
+        self.ids = [sample_id for dataset in self.datasets for sample_id in dataset.ids]
+
+    def locate(self, index: int) -> tuple[object, int]:
+        index = _checked_index(index, len(self), self)
+        k = bisect.bisect_right(self.cumulative_sizes, index)
+        return self.datasets[k], index - (self.cumulative_sizes[k - 1] if k else 0)
+
+    def __getitem__(self, index: int):
+        dataset, inner = self.locate(index)
+        return dataset[inner]
+
+    def __repr__(self) -> str:
+        return f"Concat({self.name}, {len(self)} samples)"
+
+
+def _checked_index(index, length: int, dataset) -> int:
+    index = operator.index(index)
+    if not -length <= index < length:
+        raise IndexError(f"index {index} out of range for {dataset!r}")
+    return index % length
+
+
+def sources(dataset) -> list:
+    """The datasets that hold the items of `dataset`: itself, or through Subset and Concat the datasets that
+    read the files, distinct and in order of first appearance."""
+    if isinstance(dataset, Subset):
+        return sources(dataset.dataset)
+    if isinstance(dataset, Concat):
+        found = {}
+        for part in dataset.datasets:
+            for source in sources(part):
+                found.setdefault(id(source), source)
+        return list(found.values())
+    return [dataset]
 
 
 def _is_index_sequence(indices) -> bool:
@@ -180,15 +210,15 @@ def _is_index_sequence(indices) -> bool:
     return isinstance(indices, (Sequence, range)) and not isinstance(indices, (str, bytes))
 
 
-def subset(dataset, indices: Sequence[int] | slice | range) -> SampleList:
+def subset(dataset, indices: Sequence[int] | slice | range) -> Subset:
     """The items `indices` of `dataset`, in that order: a sequence of ints (a list, a range, a 1-d numpy
     array or torch tensor of integers; negative counts from the end, repeats allowed) or a slice,
     e.g. subset(ds, slice(0, 100)), subset(ds, [3, 1, 4]) or subset(ds, np.array([0, 2])).
     A single int is refused (write subset(ds, [3])), and so are bools: for a boolean mask over the items
     pass np.flatnonzero(mask)."""
-    entries = _entries(dataset)
+    length = len(dataset)
     if isinstance(indices, slice):
-        chosen = range(len(entries))[indices]
+        chosen = list(range(length)[indices])
     elif not _is_index_sequence(indices):
         hint = ""
         if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
@@ -201,14 +231,13 @@ def subset(dataset, indices: Sequence[int] | slice | range) -> SampleList:
         chosen = []
         for position, index in enumerate(indices):
             index = _as_int(index, f"subset: indices[{position}]")
-            if not -len(entries) <= index < len(entries):
-                raise IndexError(f"subset: index {index} out of range for {dataset!r} ({len(entries)} items)")
-            chosen.append(index)
-    entries = [entries[i] for i in chosen]
-    return SampleList(entries, f"subset of {dataset!r}", dataset.classes, dataset.palette)
+            if not -length <= index < length:
+                raise IndexError(f"subset: index {index} out of range for {dataset!r} ({length} items)")
+            chosen.append(index % length)
+    return Subset(dataset, chosen, f"subset of {dataset!r}")
 
 
-def filter_samples(dataset, predicate: Callable[[LazySample], bool]) -> SampleList:
+def filter_samples(dataset, predicate: Callable[[LazySample], bool]) -> Subset:
     """The items of `dataset` for which `predicate(dataset.sample(i))` is true, in their order.
 
     The predicate gets a LazySample: it reads `sample.mask`, `sample.image` or `sample.id`, and only what
@@ -219,8 +248,7 @@ def filter_samples(dataset, predicate: Callable[[LazySample], bool]) -> SampleLi
     if class_index is not None:
         _check_class_index(class_index, dataset)
     keep = [index for index in range(len(dataset)) if predicate(dataset.sample(index))]
-    entries = _entries(dataset)
-    return SampleList([entries[i] for i in keep], f"filter of {dataset!r}", dataset.classes, dataset.palette)
+    return Subset(dataset, keep, f"filter of {dataset!r}")
 
 
 def _check_class_index(class_index: int, dataset) -> None:
@@ -258,89 +286,53 @@ def contains_class(class_index: int) -> Callable[[LazySample], bool]:
     return has_class
 
 
-def concat(*datasets) -> SampleList:
-    """The items of each dataset one after the other.
+def concat(*datasets) -> Concat:
+    """The items of each dataset one after the other (a torch ConcatDataset).
 
     All must have the same classes, the same palette and all or none masks (has_masks): a labelled split
-    and an unlabelled one (read with require_masks=False) are refused, since their samples would mix
-    (image, mask) and (image, None); concat images_only(labelled) with the unlabelled one instead.
-    The errors name the datasets by position (0 = the first argument).
+    and one read with masks="none" are refused, since their samples would mix (image, mask) and
+    (image, None). The errors name the datasets by position (0 = the first argument).
     """
     if not datasets:
         raise ValueError("concat needs at least one dataset")
-    _check_compatible(datasets, "concat: cannot combine datasets")
-    entries = [entry for dataset in datasets for entry in _entries(dataset)]
     names = " + ".join(repr(dataset) for dataset in datasets)
-    return SampleList(entries, f"concat of {names}", datasets[0].classes, datasets[0].palette)
+    return Concat(list(datasets), f"concat of {names}")
 
 
-def repeat(dataset, times: int) -> SampleList:
+def repeat(dataset, times: int) -> Subset:
     """`dataset` `times` times in a row: item i is item i % len(dataset).
 
     times: a positive int (numpy integers too; bools and floats are refused)."""
     times = _as_int(times, "repeat: times")
     if times < 1:
         raise ValueError(f"repeat: times must be a positive integer, got {times}")
-    entries = _entries(dataset) * times
-    return SampleList(entries, f"{times} x {dataset!r}", dataset.classes, dataset.palette)
+    return Subset(dataset, list(range(len(dataset))) * times, f"{times} x {dataset!r}")
 
 
-def split_lengths(total: int, lengths: Sequence[float]) -> list[int]:
-    """Sizes of the parts of a split of `total` items, by the rule of torch.utils.data.random_split.
+def random_split(dataset, lengths: Sequence[float], seed: int = 0) -> list[Subset]:
+    """Split `dataset` into parts of random, disjoint items, exactly as torch.utils.data.random_split.
 
-    lengths: fractions when their sum is close to 1 (math.isclose) and at most 1, each in [0, 1]: part k
-    gets floor(lengths[k] * total) items, and the items left over go one by one to the first parts.
-    Otherwise sizes: integers (Python or numpy; not bools) >= 0 summing to `total`.
-    So [0.8, 0.2] and np.array([0.5, 0.5]) are fractions, [7, 3] and np.array([6, 4]) sizes; like torch,
-    [1] (sum 1) is the fraction 1, i.e. all the items.
+    lengths: fractions summing to 1 (part k gets floor(f_k * n) items, the rest go one by one to the first
+        parts) or sizes summing to len(dataset): torch decides which.
+    seed: torch.Generator().manual_seed(seed) draws the permutation (torch.randperm); part k takes its next
+        lengths[k] positions. Same seed, same parts on every machine, and the same items as
+        torch.utils.data.random_split(dataset, lengths, torch.Generator().manual_seed(seed)).
     """
     lengths = list(lengths)
-    if not lengths:
-        raise ValueError("random_split: lengths is empty")
     for position, value in enumerate(lengths):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"random_split: lengths[{position}] must be a number, got {value!r}")
-    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
-        if any(not 0 <= f <= 1 for f in lengths):
-            raise ValueError(f"random_split: fractions {_plain_numbers(lengths)} must each lie in [0, 1]")
-        sizes = [math.floor(f * total) for f in lengths]
-        for i in range(total - sum(sizes)):
-            sizes[i % len(sizes)] += 1
-        return sizes
-    if not all(isinstance(n, numbers.Integral) for n in lengths):
-        raise ValueError(
-            f"random_split: lengths {_plain_numbers(lengths)} must be fractions that sum to 1 or integer "
-            f"sizes that sum to the {total} samples"
-        )
-    sizes = [int(n) for n in lengths]
-    if any(n < 0 for n in sizes) or sum(sizes) != total:
-        raise ValueError(f"random_split: lengths {sizes} must be >= 0 and sum to the {total} samples")
-    return sizes
-
-
-def _plain_numbers(values: list) -> list:
-    """Python ints/floats for an error message: [6, 6] rather than [np.int64(6), np.int64(6)]."""
-    return [value.item() if isinstance(value, np.generic) else value for value in values]
-
-
-def random_split(dataset, lengths: Sequence[float], seed: int = 0) -> list[SampleList]:
-    """Split `dataset` into parts of random, disjoint items.
-
-    lengths: fractions (summing to 1) or sizes (ints summing to len(dataset)), decided as
-        torch.utils.data.random_split does, see split_lengths.
-    seed: the permutation is torch.randperm(len(dataset)) from a torch.Generator seeded with `seed`;
-    part k takes the next lengths[k] positions of it. Same seed, same parts on every machine.
-    """
-    sizes = split_lengths(len(dataset), lengths)
+    plain = [value.item() if isinstance(value, np.generic) else value for value in lengths]
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(dataset), generator=generator).tolist()
-    parts, start = [], 0
-    for part, size in enumerate(sizes):
-        part_set = subset(dataset, order[start : start + size])
-        part_set.name = f"part {part} of random_split(seed={seed}) of {dataset!r}"
-        parts.append(part_set)
-        start += size
-    return parts
+    try:
+        parts = torch.utils.data.random_split(range(len(dataset)), plain, generator=generator)
+    except ValueError as error:
+        raise ValueError(
+            f"random_split: lengths {plain} must be fractions in [0, 1] that sum to 1 or integer sizes that "
+            f"sum to the {len(dataset)} samples ({error})"
+        ) from None
+    return [Subset(dataset, part.indices, f"part {k} of random_split(seed={seed}) of {dataset!r}")
+            for k, part in enumerate(parts)]
 
 
 class Mapped:
@@ -357,6 +349,7 @@ class Mapped:
         self.fn = fn
         self.classes = tuple(source.classes)
         self.palette = source.palette
+        self.ids = list(source.ids)
 
     @property
     def num_classes(self) -> int:
@@ -365,10 +358,6 @@ class Mapped:
     @property
     def has_masks(self) -> bool:
         return getattr(self.source, "has_masks", True)
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self.source.ids)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -383,7 +372,7 @@ class Mapped:
         return self.fn(self.source.image(index))
 
     def sample(self, index: int) -> LazySample:
-        return LazySample.from_item(self.source.ids[index], lambda: self[index])
+        return LazySample.from_item(self.ids[index], lambda: self[index])
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__name__", type(self.fn).__name__)
@@ -393,52 +382,3 @@ class Mapped:
 def map_samples(dataset, fn: Callable) -> Mapped:
     """`fn` applied to each item: (image, mask) -> fn(image, mask). See Mapped."""
     return Mapped(dataset, fn)
-
-
-class ImagesOnly:
-    """The images of `source` without their masks: item i is (source.image(i), None).
-
-    For prediction: a mask file is never opened, even when the split has masks. Keeps ids, classes,
-    palette and image_path; has_masks is False.
-    """
-
-    has_masks = False
-
-    def __init__(self, source):
-        self.source = source
-        self.classes = tuple(source.classes)
-        self.palette = source.palette
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self.source.ids)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int):
-        return self.source.image(index), None
-
-    def image(self, index: int):
-        return self.source.image(index)
-
-    def sample(self, index: int) -> LazySample:
-        return LazySample(self.source.ids[index], lambda: self.source.image(index), None)
-
-    def image_path(self, index: int):
-        return self.source.image_path(index)
-
-    def mask_path(self, index: int) -> None:
-        return None
-
-    def __repr__(self) -> str:
-        return f"ImagesOnly({self.source!r})"
-
-
-def images_only(dataset) -> ImagesOnly:
-    """`dataset` without masks: items (image, None), no mask file ever opened. See ImagesOnly."""
-    return ImagesOnly(dataset)

@@ -143,6 +143,27 @@ def file_sample(
     return LazySample(sample_id, lambda: load_checked(load_image, image_path, where), mask_loader)
 
 
+MASK_CHOICES = ("required", "optional", "none")
+
+
+def mask_choice(masks, where: str) -> tuple[str, Path | None]:
+    """The readers' one `masks=` switch, as (mode, folder):
+
+        "required"  (the default) every image has its mask; any missing one is an error naming it
+        "optional"  a split whose masks are all absent is read as (image, None) (a test split whose labels
+                    are held back); masks that are there are read, and some missing is still an error
+        "none"      images only: no mask file is looked for or opened (prediction); has_masks is False
+        a folder    (a pathlib.Path, or a str that is not one of the words above) read the masks from it
+                    instead of the dataset's own mask folder; every one required
+    """
+    if isinstance(masks, str) and masks in MASK_CHOICES:
+        return masks, None
+    if isinstance(masks, (str, os.PathLike)):
+        return "required", Path(masks)
+    raise ValueError(f"{where}: masks must be one of {', '.join(repr(c) for c in MASK_CHOICES)} or a folder "
+                     f"of mask PNGs, got {masks!r}")
+
+
 class FileDataset:
     """What VOCSegmentation and FolderDataset share: reading one image, or a lazy sample, from files.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from segkit import paths
 from segkit.data.masks import VOC_CLASSES, VOC_PALETTE
-from segkit.data.samples import FileDataset
+from segkit.data.samples import FileDataset, mask_choice
 
 VOC_OFFICIAL_PAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
 VOC_ARCHIVE = "VOCtrainval_11-May-2012.tar"
@@ -74,13 +74,11 @@ class VOCSegmentation(FileDataset):
     split: the name of any ImageSets/Segmentation/<split>.txt ("train", "val", "trainval", ...).
         "train_aug" reads its masks from SegmentationClassAug/ when that folder exists.
     transforms: optional callable `(image, mask) -> (image, mask)`, e.g. segkit.data.train_transforms().
-    require_masks: with True (the default) every id must have a mask file. With False, a split whose
-        masks are all absent is allowed (for prediction, e.g. the shapes "test" split whose labels are
-        held back): `has_masks` is then False and samples are `(image, None)`; transforms are called with
-        the image alone. A split where only some masks are missing is always an error.
-    mask_dir: read masks from this folder (<id>.png) instead, e.g. the shapes set's test-labels/.
-    read_masks: False reads the images only and never looks for a mask, whether all, some or none are on
-        disk (`has_masks` False, samples `(image, None)`); what `segkit predict` uses.
+    masks: which masks to read (segkit.data.samples.mask_choice): "required" (default: every id has its
+        SegmentationClass/<id>.png), "optional" (a split whose masks are all absent, such as a test split
+        with held-back labels, gives `(image, None)` samples and `has_masks` False; transforms then get the
+        image alone), "none" (images only, no mask ever looked for: what `segkit predict` uses) or a folder
+        to read `<id>.png` masks from instead (e.g. an instructor's held-back test labels).
 
     `ds[i]` -> (image tv_tensors.Image uint8 (3, H, W), mask tv_tensors.Mask int64 (H, W), 255 = void)
     when transforms is None. Attributes: ids, classes, num_classes, palette (VOC_PALETTE), split, root
@@ -95,9 +93,7 @@ class VOCSegmentation(FileDataset):
         root: str | os.PathLike | None = None,
         split: str = "train",
         transforms=None,
-        require_masks: bool = True,
-        mask_dir: str | os.PathLike | None = None,
-        read_masks: bool = True,
+        masks: str | os.PathLike = "required",
     ):
         self.root = find_voc_root(root)
         self.split = split
@@ -113,15 +109,16 @@ class VOCSegmentation(FileDataset):
         if not self.ids:
             raise ValueError(f"split {split!r}: {split_file} lists no image ids")
         self._where = f"VOC split {split!r} ({split_file})"
+        mode, mask_dir = mask_choice(masks, self._where)
         self.image_dir = self.root / "JPEGImages"
         if mask_dir is not None:
-            self.mask_dir = Path(mask_dir)
+            self.mask_dir = mask_dir
         elif split == "train_aug" and (self.root / "SegmentationClassAug").is_dir():
             self.mask_dir = self.root / "SegmentationClassAug"
         else:
             self.mask_dir = self.root / "SegmentationClass"
         self._check_images_exist()
-        self.has_masks = self._check_masks_exist(require_masks) if read_masks else False
+        self.has_masks = self._check_masks_exist(mode == "required") if mode != "none" else False
 
     @property
     def num_classes(self) -> int:
@@ -154,18 +151,17 @@ class VOCSegmentation(FileDataset):
                 f"(ids: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})"
             )
 
-    def _check_masks_exist(self, require_masks: bool) -> bool:
+    def _check_masks_exist(self, required: bool) -> bool:
         missing = self._missing(self.mask_dir, ".png")
         if not missing:
             return True
-        if len(missing) == len(self.ids) and not require_masks:
+        if len(missing) == len(self.ids) and not required:
             return False
         hint = ""
         if len(missing) == len(self.ids):
             hint = (
-                " This split has no masks in that folder; pass require_masks=False to read its images only "
-                "(the shapes 'test' split keeps its masks in test-labels/, outside VOCdevkit; "
-                "pass mask_dir=<that folder> to read them)."
+                " This split has no masks in that folder; pass masks='optional' (or 'none') to read its "
+                "images only, or masks=<folder> to read its masks from another folder."
             )
         raise FileNotFoundError(
             f"{self._where}: {len(missing)} of {len(self.ids)} mask file(s) missing, e.g. "

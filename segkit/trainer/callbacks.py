@@ -230,10 +230,11 @@ class Checkpointer(Callback):
     (`Trainer.check_finite_model`, which stops training otherwise). A history file is a copy of last.pt,
     an independent file, so damage to one (a truncation in place, a flipped bit) leaves the other intact.
     All processes build the checkpoint (the RNG states of every rank are gathered), rank 0 writes it.
+    The Trainer makes it from its options (train.checkpoint_every_steps, train.keep_last_k,
+    train.best_metric; mode "min" for the loss, else "max"), whose defaults live in segkit.config.
     """
 
-    def __init__(self, every_steps: int | None = None, keep_last_k: int = 3, metric: str = "miou",
-                 mode: str = "max"):
+    def __init__(self, every_steps: int | None, keep_last_k: int, metric: str, mode: str):
         self.every_steps = every_steps
         self.keep_last_k = keep_last_k
         self.metric = metric
