@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 class RegistryError(ValueError):
     """An unknown name or option of a registry, or an option of the wrong type; the message names it and
-    says what exists or what was expected. `option` (the option's name) and `detail` (the message without
-    the part's name) are set for an option of the wrong type."""
+    says what exists or what was expected. `option` (the option's name) and `detail` ('expected ..., got
+    ...') are set for an option of the wrong type (RegistryTypeError)."""
 
     def __init__(self, message: str, option: str | None = None, detail: str | None = None):
         super().__init__(message)
@@ -35,11 +35,15 @@ class RegistryError(ValueError):
         self.detail = detail
 
 
+class RegistryTypeError(RegistryError, TypeError):
+    """An option whose value does not match the constructor's annotation (a TypeError and a ValueError)."""
+
+
 # Annotations whose values are checked before the constructor runs: what they accept, in words.
 SIMPLE_TYPES = {
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "bool": (lambda v: isinstance(v, bool), "bool (true or false)"),
     "str": (lambda v: isinstance(v, str), "a string"),
 }
 
@@ -163,7 +167,8 @@ class Registry:
             if key in parameters and key not in also:
                 problem = type_problem(parameters[key].annotation, value)
                 if problem is not None:
-                    raise RegistryError(f"{self.kind} {name!r}, option {key!r}: {problem}", key, problem)
+                    message = f"argument {key!r} should be {problem.removeprefix('expected ')}"
+                    raise RegistryTypeError(message, key, problem)
         if self.takes_any_option(name):
             return
         for key in options:

@@ -40,7 +40,7 @@ model:
 optimizer: {{name: adamw, lr: 0.1}}
 train: {{epochs: 1, device: cpu, keep_last_k: 0, print_table: false, limit_batches: 1}}
 run: {{dir: {runs}}}
-search: {{trials: {budget}, sampler: tpe, grace_epochs: 1, reduction_factor: 2, heartbeat: 1, retries: 2}}
+search: {{trials: {budget}, sampler: tpe, grace_epochs: 1, reduction_factor: 2, heartbeat: 2, retries: 2}}
 """
 
 
@@ -102,7 +102,8 @@ def test_three_processes_split_the_budget_and_a_killed_one_is_replaced(kind, sha
     for process in processes[1:]:
         output, _ = process.communicate(timeout=TIMEOUT)
         outputs.append(output)
-        assert process.returncode == 0, f"see {tmp_path}/search-*.log; output: {output}"
+        logs = "".join(log.read_text() for log in sorted(tmp_path.glob("search-*.log")))
+        assert process.returncode == 0, f"output: {output}\nstderr of the processes:\n{logs[-3000:]}"
 
     trials = optuna.load_study(study_name="shared", storage=read_storage(kind, url)).get_trials()
     killed = [t for t in trials if t.user_attrs.get("worker") == victim.pid]

@@ -294,11 +294,14 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
-def objective(trial: optuna.Trial, search: Search, budget: int) -> float:
+def objective(trial: optuna.Trial, search: Search, budget: int, started: list | None = None) -> float:
     """Sample, build, train and score one architecture; returns its best validation mIoU.
 
     Before training: NotRun when the trials numbered before this one already fill the `budget`, or when an
-    earlier trial holds the same architecture and hyperparameters (see the module docstring)."""
+    earlier trial holds the same architecture and hyperparameters (see the module docstring). The trial's
+    number is appended to `started` (run_worker's record of what this process runs)."""
+    if started is not None:
+        started.append(trial.number)
     trials = trial.study.get_trials(deepcopy=False)
     earlier = [t for t in counted_trials(trials) if t.number < trial.number]
     if len(earlier) >= budget:
@@ -495,6 +498,7 @@ def run_worker(search: Search, storage_url: str, budget: int, threads: int | Non
                               sampler=make_sampler(search.settings), pruner=make_pruner(search.settings))
     duplicates = 0
     finished_here: list[optuna.trial.FrozenTrial] = []
+    started_here: list[int] = []
     while True:
         fail_stale_trials(study)
         trials = counted_trials(study.get_trials(deepcopy=False))
@@ -506,10 +510,20 @@ def run_worker(search: Search, storage_url: str, budget: int, threads: int | Non
         if waiting == 0 and len(trials) >= budget:
             time.sleep(search.settings["heartbeat"])
             continue
-        study.optimize(lambda trial: objective(trial, search, budget), n_trials=1,
-                       catch=(TrialFailed, NotRun),
-                       callbacks=[announce, lambda _, trial: finished_here.append(trial)])
-        reason = finished_here[-1].user_attrs.get("not_run", "")
+        try:
+            study.optimize(lambda trial: objective(trial, search, budget, started_here), n_trials=1,
+                           catch=(TrialFailed, NotRun),
+                           callbacks=[announce, lambda _, trial: finished_here.append(trial)])
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            # Another worker saw no heartbeat of this process's trial for the grace period (this process
+            # was stalled) and failed it: its copy is queued and runs next. Anything else is an error.
+            mine = started_here[-1] if started_here else None
+            if mine is None or mine not in retried_numbers(study.get_trials(deepcopy=False)):
+                raise
+            print(f"trial {mine}: failed by another worker, which saw no heartbeat for "
+                  f"{2 * search.settings['heartbeat']} s; a copy runs instead", flush=True)
+            continue
+        reason = finished_here[-1].user_attrs.get("not_run", "") if finished_here else ""
         duplicates = duplicates + 1 if reason.startswith("same architecture") else 0
         if duplicates >= DUPLICATES_IN_A_ROW:
             print(f"process {os.getpid()}: the last {duplicates} proposals were all architectures the study "

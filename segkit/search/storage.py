@@ -74,14 +74,16 @@ class HeartbeatJournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
         self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        """Running trials whose last heartbeat (or start, before the first one) is older than the grace."""
+        """Running trials whose last sign of life, their last heartbeat or their start (a queued copy of a
+        dead trial inherits the dead one's last heartbeat: its start is later), is older than the grace."""
         now = time.time()
         stale = []
         for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            last = trial.system_attrs.get(HEARTBEAT_ATTR)
-            if last is None and trial.datetime_start is not None:
-                last = trial.datetime_start.timestamp()
-            if last is not None and now - last > self.grace_period:
+            signs = [trial.system_attrs.get(HEARTBEAT_ATTR)]
+            if trial.datetime_start is not None:
+                signs.append(trial.datetime_start.timestamp())
+            signs = [sign for sign in signs if sign is not None]
+            if signs and now - max(signs) > self.grace_period:
                 stale.append(trial._trial_id)
         return stale
 

@@ -10,8 +10,8 @@ A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Four
    loads with `torch.load(weights_only=True)`, which refuses to run arbitrary pickled code. (It is still no
    sandbox: never load a `.pt` file you did not write yourself.) That is why random-number-generator states
    are converted to tensors and lists here instead of being pickled as numpy objects.
-3. **Checksum.** `save_checkpoint` stores under "checksum" the SHA-256 of everything else in the dict, the
-   bytes of every tensor included (`state_digest`); `load_checkpoint` computes it again and refuses a file
+3. **Checksum.** `save_checkpoint` stores under "checksum" the SHA-256 of the dict's tensors (names,
+   shapes, bytes: `state_digest`); `load_checkpoint` computes it again and refuses a file
    whose contents changed since it was written (a flipped bit, a bad copy) with CheckpointDamaged naming
    the file. torch.load alone would load a flipped byte inside a weight silently.
 4. **Room first.** `save_checkpoint` compares the checkpoint's size (its tensors' bytes, plus a margin) with
@@ -70,32 +70,30 @@ def format_bytes(count: int) -> str:
 
 
 def state_digest(obj) -> str:
-    """SHA-256 of a checkpoint dict: its structure, every plain value and the raw bytes of every tensor.
+    """SHA-256 of the tensors of a checkpoint dict: for each tensor, in a fixed order, its place in the dict
+    (the keys leading to it, e.g. "model/0.weight"), dtype, shape and raw bytes (moved to the CPU, made
+    contiguous).
 
-    The walk is deterministic: dict entries in their order (kept by pickling), lists and tuples in order;
-    a tensor adds its dtype, shape and bytes (moved to the CPU, made contiguous); any other value its repr.
-    The entry "checksum" of the top-level dict is left out.
+    The walk follows dict entries in their order (kept by pickling) and lists and tuples in order. Plain
+    values (the config, the epoch, the metrics) are not part of it: a damaged pickle of them fails to load
+    anyway, and a config edited by hand (a moved data.root) stays loadable; the tensors are what torch.load
+    would load silently when damaged.
     """
     digest = hashlib.sha256()
 
-    def walk(value) -> None:
+    def walk(value, place: str) -> None:
         if isinstance(value, torch.Tensor):
             tensor = value.detach().cpu().contiguous()
-            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(f"{place}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
             digest.update(tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
         elif isinstance(value, dict):
-            digest.update(f"D{len(value)}".encode())
             for key, item in value.items():
-                digest.update(f"K{key!r}".encode())
-                walk(item)
+                walk(item, f"{place}/{key}")
         elif isinstance(value, list | tuple):
-            digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
-            for item in value:
-                walk(item)
-        else:
-            digest.update(f"V{value!r}".encode())
+            for index, item in enumerate(value):
+                walk(item, f"{place}/{index}")
 
-    walk({k: v for k, v in obj.items() if k != CHECKSUM_KEY})
+    walk({k: v for k, v in obj.items() if k != CHECKSUM_KEY}, "")
     return digest.hexdigest()
 
 

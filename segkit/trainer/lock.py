@@ -12,8 +12,9 @@ however it ends, so a lock left by a killed training is never in the way: the ne
 and `acquire` returns the old line ("stale") so the caller can say whose lock it took over. A clean
 `release` deletes the file.
 
-flock works between processes of one machine and, on most network file systems, between machines; it
-does not exist on Windows, where the run folder is not locked (nothing else changes).
+flock works between processes of one machine and, on most network file systems, between machines. On a
+file system that refuses locks, and on Windows (no flock), training goes on without a lock (a warning says
+so on such a file system).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class RunFolderLock:
                     f"run folder {self.path.parent} is in use by {holder}; two trainings writing to one "
                     "folder would overwrite each other's checkpoints and logs: wait for it to end, or choose "
                     "another run folder (run.name)") from None
+            except OSError as error:  # a file system without locks (some network file systems)
+                os.close(fd)
+                print(f"warning: cannot lock run folder {self.path.parent} ({error}); training without a "
+                      "lock: make sure no other training writes to it")
+                return None
             # The file may have been deleted by a holder's release between our open and our lock: then we
             # hold a lock on a file nobody else will open. Start again with the file that is there now.
             try:
