@@ -151,3 +151,40 @@ def test_storage_problems_are_one_line_each(shapes_root, tmp_path, postgres, cap
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the postgres extra were not installed
     assert "the psycopg 3 driver: uv sync --extra postgres" in search_error(postgres.url("errors"))
     assert not (tmp_path / "runs").exists()  # nothing was trained
+
+
+def test_a_killed_local_worker_is_replaced_and_its_parent_still_writes_best_yaml(shapes_root, tmp_path,
+                                                                                 bytecode_cache):
+    """`segkit search --workers 2`: one of the two worker processes is SIGKILLed mid-trial. The other
+    runs the dead one's trial again, the study meets its budget, and the parent prints the table, writes
+    best.yaml and says what happened, with exit status 0 (before: a RuntimeError traceback, no best.yaml)."""
+    runs = tmp_path / "runs"
+    config = tmp_path / "space.yaml"
+    config.write_text(SEARCH.format(root=shapes_root, runs=runs, budget=BUDGET))
+    url = f"journal:///{tmp_path}/local.journal"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPYCACHEPREFIX": bytecode_cache}
+    command = [sys.executable, "-m", "segkit", "search", str(config), "--workers", "2", "--storage", url,
+               "--study", "shared"]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen = []
+    for line in parent.stdout:
+        seen.append(line)
+        if " started in process " in line:
+            victim = int(line.split(" started in process ")[1].split()[0])
+            os.kill(victim, signal.SIGKILL)
+            break
+    rest, _ = parent.communicate(timeout=TIMEOUT)
+    output = "".join(seen) + rest
+    assert parent.returncode == 0, output
+    assert f"note: worker process {victim} was killed by signal 9; the other workers finished the study's " \
+           f"{BUDGET} trials" in output
+
+    trials = optuna.load_study(study_name="shared", storage=read_storage("journal", url)).get_trials()
+    killed = [t for t in trials if t.user_attrs.get("worker") == victim]
+    assert len(killed) == 1 and killed[0].state == optuna.trial.TrialState.FAIL
+    counted = [t for t in trials if t.number != killed[0].number and "not_run" not in t.user_attrs]
+    assert len(counted) == BUDGET and all(t.state.is_finished() for t in counted)
+    best = max((t for t in counted if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert yaml.safe_load((runs / "shared" / "best.yaml").read_text())["model"]["options"] == \
+        best.user_attrs["options"]
