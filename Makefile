@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 SHAPES ?= data/shapes
 
-.PHONY: demo test lint setup student clean-data help
+.PHONY: demo test lint setup student clean-data help postgresql
 
 help:
 	@echo "make demo   - shapes dataset (if missing) + statistics, train the small UNet, evaluate, write a submission"
@@ -16,10 +16,11 @@ help:
 
 setup: .venv/.synced
 
-# uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock.
+# uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock, with every
+# optional extra (segkit[postgres], segkit[tensorboard]) so that their tests run.
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch $@
 
 demo: .venv/.synced
@@ -38,5 +39,12 @@ lint: .venv/.synced
 
 # pytest runs tests/ and executes every notebook in notebooks/ with nbval in quick mode
 # (testpaths and --nbval-lax in pyproject.toml; SEGKIT_QUICK=1 in notebooks/conftest.py).
-test: lint
+test: lint postgresql
 	$(RUN) pytest
+
+# The search tests start a throwaway PostgreSQL server (tests/postgres.py); Debian's package provides it.
+# Installed only when missing, and only by root (apt-get); anyone else is told what to install.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL is missing: install Debian's postgresql package (the search tests need it)"; exit 1; fi

@@ -26,6 +26,7 @@ from segkit.cli.deep_prior import add_deep_prior_commands
 from segkit.cli.paths import add_paths_commands
 from segkit.cli.run import add_run_commands
 from segkit.cli.search import add_search_commands
+from segkit.errors import StopError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the sub-command and return its exit status.
 
-    Expected problems (missing files, bad values, a config that does not match the schema) are printed as
-    one 'segkit: error: ...' message with exit status 2 instead of a traceback.
+    Expected problems (missing files, bad values, a config that does not match the schema, a run that
+    stopped for a reason a person can act on: segkit.errors.StopError) are printed as one
+    'segkit: error: ...' message with exit status 2 instead of a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, StopError) as err:
         print(f"segkit: error: {err}", file=sys.stderr)
         return 2

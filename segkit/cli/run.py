@@ -78,6 +78,7 @@ def _run_train(args: argparse.Namespace) -> int:
     trainer = build_trainer(config, resume=args.resume, source=source)
     if trainer.is_main:
         print(f"config {source} -> run folder {trainer.run_dir}")
+        print(f"device {trainer.device}, {trainer.describe_batches()}")
         saved = trainer.run_dir / "config.yaml"
         if args.resume in ("auto", "strict", "best") and saved.is_file():
             _warn_about_changes(yaml.safe_load(saved.read_text()), config, saved)
@@ -121,12 +122,15 @@ def _predict_options(args: argparse.Namespace, config: dict) -> dict:
 
 
 def _device(args: argparse.Namespace, config: dict):
-    import torch
+    from segkit.inference import resolve_device
 
-    device = args.device or config["train"]["device"]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    if args.device:
+        return resolve_device(args.device)
+    try:
+        return resolve_device(config["train"]["device"])
+    except ValueError as error:
+        raise ValueError(f"{error} (train.device of the checkpoint's config; choose one with --device)") \
+            from None
 
 
 def _describe(options: dict) -> str:
