@@ -33,6 +33,7 @@ from segkit.competition.board import Board
 from segkit.competition.client import ClientError, request_json, submit_file
 from segkit.competition.ranking import final_standings
 from segkit.competition.teams import Teams
+from segkit.trainer.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 TEAMS = [f"team {i}" for i in range(10)]
@@ -394,13 +395,16 @@ def test_hostile_checkpoints_are_refused(served, checkpoint, tmp_path):
     cases.append(("unknown model.pt", renamed, "unknown model 'evil'"))
     pickled = {**state, "extra": argparse.Namespace(a=1)}  # a global that weights_only refuses
     cases.append(("code in the pickle.pt", pickled, "Weights only load failed"))
-    cases.append(("wrong classes.pt", {**state, "model": {k: v[:1] if v.dim() and v.shape[0] == 21 else v
-                                                          for k, v in state["model"].items()}},
-                  "size mismatch"))
+    fewer_classes = {**state, "model": {k: v[:1] if v.dim() and v.shape[0] == 21 else v
+                                        for k, v in state["model"].items()}}
+    cases.append(("tampered.pt", fewer_classes, "damaged"))  # tensors changed, the checksum not rewritten
+    cases.append(("wrong classes.pt", ("resaved", fewer_classes), "size mismatch"))  # a valid checksum
     for name, content, phrase in cases:
         path = tmp_path / name
         if isinstance(content, bytes):
             path.write_bytes(content)
+        elif isinstance(content, tuple):
+            save_checkpoint(content[1], path)
         else:
             torch.save(content, path)
         status, answer = upload(server, tokens["models"], path)
@@ -412,7 +416,7 @@ def test_hostile_checkpoints_are_refused(served, checkpoint, tmp_path):
     rules_file.write_text(json.dumps({**json.loads(original), "memory_limit_mb": 20}))
     try:
         big = {**state, "model": {**state["model"], "padding": torch.zeros(8 * 2**20)}}  # 32 MB of weights
-        torch.save(big, tmp_path / "big.pt")
+        save_checkpoint(big, tmp_path / "big.pt")
         status, answer = upload(server, tokens["models"], tmp_path / "big.pt")
     finally:
         rules_file.write_text(original)
