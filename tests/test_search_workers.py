@@ -1,18 +1,20 @@
 """Three separate `segkit search` processes on one study, standing in for three machines, on a real
-PostgreSQL server (tests/postgres_server.py), a journal file and an SQLite file. One of them is SIGKILLed in
-the middle of its first trial. The study is then read back with Optuna's own storage classes, without
-segkit: it holds exactly its budget of counted trials, all finished, with no architecture trained twice;
-the killed trial is FAIL and a copy of it (same parameters) ran on a surviving process; best.yaml names the
-best complete trial. Also: the storage errors a person meets (wrong password, no server, no database, no
-driver) are one line each."""
+PostgreSQL server (tests/postgres_server.py), a journal file and an SQLite file. The first of them to
+start a trial is SIGKILLed in the middle of it. The study is then read back with Optuna's own storage
+classes, without segkit: it holds exactly its budget of counted trials, all finished, with no
+architecture trained twice; the killed trial is FAIL and a copy of it (same parameters) ran on a surviving
+process; best.yaml names the best complete trial. Also: the storage errors a person meets (wrong
+password, no server, no database, no driver) are one line each."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -67,6 +69,13 @@ def start_search(config: Path, storage: str, log: Path, cache: str) -> subproces
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env=env)
 
 
+def pump(index: int, process: subprocess.Popen, lines: queue.Queue) -> None:
+    """Put each line the process prints on `lines` as (index, line), and (index, None) at its end."""
+    for line in process.stdout:
+        lines.put((index, line))
+    lines.put((index, None))
+
+
 def read_storage(kind: str, url: str):
     """The study's storage opened with Optuna's plain classes (no heartbeat, no segkit)."""
     if kind == "journal":
@@ -90,19 +99,34 @@ def test_three_processes_split_the_budget_and_a_killed_one_is_replaced(kind, sha
            "sqlite": lambda: f"sqlite:///{tmp_path}/shared.db"}[kind]()
 
     processes = [start_search(config, url, tmp_path / f"search-{i}.log", bytecode_cache) for i in range(3)]
-    victim = processes[0]
-    seen = []
-    for line in victim.stdout:  # kill it as soon as its first trial is running
-        seen.append(line)
+    lines, pumps = queue.Queue(), []
+    for index, process in enumerate(processes):  # every process's output, line by line, as it comes
+        pumps.append(threading.Thread(target=pump, args=(index, process, lines), daemon=True))
+        pumps[-1].start()
+    seen, victim, ended = {i: [] for i in range(3)}, None, 0
+    while victim is None and ended < len(processes):  # kill the first process whose trial is running
+        index, line = lines.get(timeout=TIMEOUT)
+        if line is None:
+            ended += 1
+            continue
+        seen[index].append(line)
         if line.startswith("trial ") and " started " in line:
+            victim = processes[index]
             os.kill(victim.pid, signal.SIGKILL)
-            break
+    assert victim is not None, f"no process started a trial: {seen}"
     assert victim.wait(timeout=TIMEOUT) == -signal.SIGKILL, seen
-    outputs = []
-    for process in processes[1:]:
-        output, _ = process.communicate(timeout=TIMEOUT)
-        outputs.append(output)
-        logs = "".join(log.read_text() for log in sorted(tmp_path.glob("search-*.log")))
+    survivors = [process for process in processes if process is not victim]
+    for process in survivors:
+        process.wait(timeout=TIMEOUT)
+    for thread in pumps:
+        thread.join(timeout=TIMEOUT)
+    while not lines.empty():
+        index, line = lines.get()
+        if line is not None:
+            seen[index].append(line)
+    outputs = ["".join(seen[processes.index(process)]) for process in survivors]
+    logs = "".join(log.read_text() for log in sorted(tmp_path.glob("search-*.log")))
+    for process, output in zip(survivors, outputs, strict=True):
         assert process.returncode == 0, f"output: {output}\nstderr of the processes:\n{logs[-3000:]}"
 
     trials = optuna.load_study(study_name="shared", storage=read_storage(kind, url)).get_trials()
@@ -111,7 +135,7 @@ def test_three_processes_split_the_budget_and_a_killed_one_is_replaced(kind, sha
     copies = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert len(copies) == 1 and copies[0].params == killed[0].params
     assert copies[0].state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    assert copies[0].user_attrs["worker"] in {p.pid for p in processes[1:]}
+    assert copies[0].user_attrs["worker"] in {p.pid for p in survivors}
 
     # Counted by hand: every trial but the killed one (its copy counts) and those recorded as not run.
     counted = [t for t in trials if t.number != killed[0].number and "not_run" not in t.user_attrs]
