@@ -190,6 +190,38 @@ def test_a_journal_path_is_absolute_and_its_folder_is_made(tmp_path):
     assert isinstance(storage, optuna.storages.JournalStorage) and (tmp_path / "a").is_dir()
 
 
+OPEN_AT_ONCE = """
+import pathlib, sys, time
+from segkit.search.storage import open_storage
+url, ready, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+ready.touch()
+while not go.exists():  # every process creates the tables of the fresh database at the same moment
+    time.sleep(0.001)
+print(len(open_storage(url).get_all_studies()))
+"""
+
+
+def test_processes_that_open_one_new_sqlite_file_at_once_all_get_the_storage(tmp_path):
+    """Creating Optuna's tables races ("table ... already exists" for the losers); each loser must retry."""
+    import subprocess
+    import sys
+    import time
+
+    for round_ in range(3):
+        url, go = f"sqlite:///{tmp_path}/shared-{round_}.db", tmp_path / f"go-{round_}"
+        ready = [tmp_path / f"ready-{round_}-{i}" for i in range(6)]
+        processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(flag), str(go)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for flag in ready]
+        deadline = time.monotonic() + 120
+        while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        answers = [process.communicate(timeout=120) for process in processes]
+        codes = [(process.returncode, out) for process, (out, _) in zip(processes, answers, strict=True)]
+        assert codes == [(0, "0\n")] * len(ready), [error[-500:] for _, error in answers]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

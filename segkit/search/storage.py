@@ -30,6 +30,7 @@ one line that names the URL (password hidden) and the cause.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import warnings
@@ -121,12 +122,14 @@ def rdb_storage(url: str, engine_kwargs: dict, heartbeat: int, retry) -> optuna.
     """optuna.storages.RDBStorage with a heartbeat; its errors as one-line StorageErrors.
 
     Processes that open a new database at the same moment may collide while creating Optuna's tables
-    (a unique-constraint error from the server): the loser tries again, up to three times.
+    (a unique-constraint error from a server, "table ... already exists" from SQLite): the loser tries
+    again, up to five times; the second time it finds the tables made and only reads them.
     """
     import sqlalchemy.exc
 
     shown = hide_password(url)
-    for attempt in range(3):
+    attempts = 5
+    for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
                                               heartbeat_stale_trial_callback=retry)
@@ -134,11 +137,14 @@ def rdb_storage(url: str, engine_kwargs: dict, heartbeat: int, retry) -> optuna.
             raise StorageError(
                 f"storage {shown}: the database driver is missing ({error}); for postgresql:// install "
                 "segkit's postgres extra, the psycopg 3 driver: uv sync --extra postgres") from None
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
-            if attempt == 2:
-                raise StorageError(f"storage {shown}: {one_line(error)}") from None
-            time.sleep(1.0)
         except sqlalchemy.exc.SQLAlchemyError as error:
+            collided = isinstance(error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) \
+                or "already exists" in str(error)
+            if collided and attempt < attempts - 1:
+                time.sleep(0.5 + random.random())
+                continue
+            if collided:
+                raise StorageError(f"storage {shown}: {one_line(error)}") from None
             raise StorageError(f"storage {shown}: cannot open it: {one_line(error)}") from None
     raise AssertionError("unreachable")
 
