@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 SHAPES ?= data/shapes
 
-.PHONY: demo test lint setup student slides site tools clean-data help
+.PHONY: demo test lint setup student slides site tools clean-data help postgresql
 
 help:
 	@echo "make demo   - shapes dataset (if missing) + statistics, train the small UNet, evaluate, write a submission"
@@ -18,7 +18,8 @@ help:
 
 setup: .venv/.synced
 
-# uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock.
+# uv itself comes from PyPI through pip, once; the environment comes from the committed uv.lock, with every
+# optional extra (segkit[postgres], segkit[tensorboard]) so that their tests run.
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen --all-extras
@@ -61,5 +62,12 @@ site: tools
 # pytest runs tests/: among them tests/test_notebooks_run.py executes every notebook in quick mode (the
 # executed copies go to build/notebooks/, which the site test reuses) and the slide and site tests open
 # the built pages in headless chromium.
-test: lint tools
+test: lint tools postgresql
 	$(RUN) pytest
+
+# The search tests start a throwaway PostgreSQL server (tests/postgres.py); Debian's package provides it.
+# Installed only when missing, and only by root (apt-get); anyone else is told what to install.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL is missing: install Debian's postgresql package (the search tests need it)"; exit 1; fi

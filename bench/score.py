@@ -4,8 +4,9 @@
     python bench/score.py --n 200         quicker
 
 Generates (in a temporary folder, deleted afterwards) a test set of synthetic masks with void borders, a
-competition made from it by segkit.competition.prepare_competition, and a submission zip of predictions
-(the truth with shapes moved and labels changed).  Then, in the same run, taking turns, --repeats rounds of:
+competition made from it by segkit.competition.prepare.prepare_competition, and a submission zip of
+predictions (the truth with shapes moved and labels changed).  Then, in the same run, taking turns,
+--repeats rounds of:
 
     decode   decode the submission's PNGs and nothing else: the very bytes of the zip's members, read into
              memory beforehand, each decoded as Image.open(BytesIO(png)) + np.asarray
@@ -42,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from segkit.competition.board import Board  # noqa: E402
+from segkit.competition.prepare import prepare_competition  # noqa: E402
 from segkit.competition.scoring import add_image, score_submission  # noqa: E402
 from segkit.competition.submission import decode_mask_png, read_capped  # noqa: E402
-from segkit.competition.truth import TestSet, prepare_competition  # noqa: E402
+from segkit.competition.truth import TestSet  # noqa: E402
 from segkit.data import write_mask  # noqa: E402
 from segkit.metrics import ConfusionMatrix  # noqa: E402
 
@@ -77,6 +79,8 @@ def make_fixture(folder: Path, n: int, height: int, width: int, seed: int) -> tu
     lists = data / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True)
     (data / "test-labels").mkdir()
+    images = data / "VOCdevkit" / "VOC2012" / "JPEGImages"  # the set-up copies them into the student pack
+    images.mkdir()
     predictions = folder / "predictions"
     predictions.mkdir()
     ids = [f"2008_{i:06d}" for i in range(n)]
@@ -85,6 +89,7 @@ def make_fixture(folder: Path, n: int, height: int, width: int, seed: int) -> tu
         truth, prediction = synthetic_pair(rng, height, width)
         write_mask(data / "test-labels" / f"{image_id}.png", truth)
         write_mask(predictions / f"{image_id}.png", prediction)
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(images / f"{image_id}.jpg")
     prepare_competition(data, folder / "comp", seed=seed)
     submission = folder / "submission.zip"
     pngs = [predictions / f"{image_id}.png" for image_id in ids]

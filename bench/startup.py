@@ -49,9 +49,8 @@ def run_once(argv: list[str], cwd: Path) -> tuple[float, set[str], int]:
 
 def make_competition(folder: Path) -> tuple[Path, Path]:
     """A small competition (shapes, 40 test images of 64 px) and the sample submission that goes with it."""
-    code = ("from segkit.data import make_shapes\nfrom segkit.competition.truth import prepare_competition\n"
-            f"make_shapes({str(folder / 'shapes')!r}, size=64, n_train=2, n_val=2, n_test=40)\n"
-            f"prepare_competition({str(folder / 'shapes')!r}, {str(folder / 'comp')!r}, seed=1)\n")
+    code = ("from segkit.competition.prepare import prepare_competition\n"
+            f"prepare_competition('shapes', {str(folder / 'comp')!r}, size=64, n_test=40)\n")
     subprocess.run([PYTHON, "-c", code], check=True, capture_output=True)
     return folder / "comp", folder / "comp" / "sample_submission.zip"
 

@@ -46,7 +46,13 @@ def blame(key: str, source: str = "config"):
     except ConfigError:
         raise
     except (ValueError, TypeError) as error:
-        raise ConfigError(source, [f"{key}: {error}"]) from error
+        if getattr(error, "option", None) and getattr(error, "detail", None):  # an option of the wrong type
+            problem = f"{key}.{error.option}: {error.detail}"
+        elif str(error).startswith(f"{key}."):  # the message names the key already
+            problem = str(error)
+        else:
+            problem = f"{key}: {error}"
+        raise ConfigError(source, [problem]) from error
     except FileNotFoundError as error:  # a folder named by the config is missing: name the key too
         raise FileNotFoundError(f"{source}: {key}: {error}") from error
 
@@ -197,6 +203,48 @@ def run_dir(config: dict) -> Path:
     return paths.runs_root(run["dir"]) / run["name"]
 
 
+def check_training_memory(config: dict, num_classes: int, source: str = "config",
+                          available: int | None = None):
+    """Refuse, before anything is allocated, a model whose training would not fit in memory.
+
+    segkit.models.footprint.training_footprint estimates the parameters, the bytes of weights, gradients
+    and optimizer state (Adam and AdamW keep two values per weight, SGD one) and of the activations of one
+    batch of data.batch_size crops of data.crop_size; the total is compared with `available` (default:
+    the memory of train.device: a GPU's total, or the machine's available RAM). Too big: ConfigError
+    naming model.options with the estimate. train.check_memory: false skips the check. Returns the
+    Footprint (None when skipped). Out-of-range model options (a UNet of depth 12) fail here too, fast:
+    the model is built on the meta device first.
+    """
+    from segkit.inference import resolve_device
+    from segkit.models.footprint import available_memory, training_footprint
+    from segkit.trainer.checkpoint import format_bytes
+
+    if not config["train"]["check_memory"]:
+        return None
+    data, model = config["data"], config["model"]
+    slots = 2 if config["optimizer"]["name"] in ("adam", "adamw") else 1
+    shape = (data["batch_size"], 3, data["crop_size"], data["crop_size"])
+    footprint = training_footprint(lambda: model_from_config(config, num_classes, source), shape, slots)
+    if available is None:
+        with blame("train.device", source):
+            device = resolve_device(config["train"]["device"])
+        available = available_memory(device)
+        where = f"device {device} has"
+    else:
+        where = "the limit is"
+    if available is None or footprint.total_bytes <= available:
+        return footprint
+    activations = ("activations not estimated" if footprint.activation_bytes is None else
+                   f"{format_bytes(footprint.activation_bytes)} of activations for a batch of "
+                   f"{data['batch_size']} crops of {data['crop_size']}x{data['crop_size']}")
+    raise ConfigError(source, [
+        f"model.options: training {model['name']} with options {model['options']} needs about "
+        f"{format_bytes(footprint.total_bytes)}: {footprint.parameters:,} parameters, "
+        f"{format_bytes(footprint.state_bytes)} for weights, gradients and optimizer state, {activations}; "
+        f"{where} {format_bytes(available)}. Make the model, the batch or the crop smaller, or set "
+        "train.check_memory=false to build it anyway"])
+
+
 def build_trainer(config: dict, resume: bool | str | None = False, source: str = "config", callbacks=None):
     """A Trainer for `config`: datasets, loaders, model, loss, optimizer, schedule, run folder.
 
@@ -212,6 +260,7 @@ def build_trainer(config: dict, resume: bool | str | None = False, source: str =
     train_set = build_dataset(config, config["data"]["train_split"], train=True, source=source)
     val_set = build_dataset(config, config["data"]["val_split"], train=False, source=source)
     config["data"]["classes"] = list(train_set.classes)
+    check_training_memory(config, len(train_set.classes), source=source)
     torch.manual_seed(config["train"]["seed"])  # the initial weights depend on the seed only
     model = model_from_config(config, source=source)
     loss_fn = loss_from_config(config, source=source)

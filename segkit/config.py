@@ -112,7 +112,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                       items=float, length=3),
         "std": Field(list, IMAGENET_STD, "per-channel standard deviation for normalisation",
                      items=float, length=3, above=0),
-        "batch_size": Field(int, 8, "images per loader batch (a step uses grad_accum_steps batches)",
+        "batch_size": Field(int, 8, "images per loader batch, per process: under torchrun a step uses "
+                            "batch_size x processes x grad_accum_steps images",
                             minimum=1),
         "eval_batch_size": Field(int, 1, "images per evaluation batch (1 for images of different sizes)",
                                  minimum=1),
@@ -168,8 +169,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                  minimum=0),
         "limit_batches": Field(int, None, "debug: use only the first N batches of every epoch and "
                                "evaluation; null = all", minimum=1, nullable=True),
-        "device": Field(str, "auto", "auto (cuda, else mps, when available), cpu, cuda, cuda:1, mps ..."),
-        "sync_batchnorm": Field(bool, False, "under torchrun: convert BatchNorm to SyncBatchNorm"),
+        "device": Field(str, "auto", "auto (cuda, else mps, when available), cpu, cuda, cuda:1, mps "
+                        "(checked against the devices this machine has)"),
+        "check_memory": Field(bool, True, "refuse a model whose estimated training memory (weights, "
+                              "gradients, optimizer state, activations) exceeds the device's; false = build "
+                              "it anyway"),
+        "sync_batchnorm": Field(bool, False, "under torchrun: convert BatchNorm to SyncBatchNorm (needs "
+                                "CUDA: NCCL); without it each process keeps its own statistics and "
+                                "evaluation uses rank 0's"),
         "print_table": Field(bool, True, "print the per-class table after every evaluation"),
         "progress_bar": Field(bool, True, "a progress bar per epoch (terminal or notebook)"),
         "tensorboard": Field(bool, True, "also log to <run folder>/tensorboard when the tensorboard package "

@@ -238,6 +238,34 @@ def autocast(device: torch.device, amp: str | None):
     return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch.device for a device name, checked against this machine: "auto" (default_device(): CUDA, else
+    Apple's MPS, else the CPU), "cpu", "cuda", "cuda:N", "mps". Raises ValueError naming the device and what
+    exists."""
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    exists = "this machine has " + (f"{cuda_count} CUDA device(s), cuda:0..cuda:{cuda_count - 1}"
+                                    if cuda_count else "no CUDA device")
+    if str(name) == "auto":
+        return torch.device(default_device())
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {str(name)!r} is not a device name: expected auto, cpu, cuda, cuda:N or "
+                         f"mps ({exists})") from None
+    if device.type == "cuda":
+        if not cuda_count:
+            raise ValueError(f"device {str(name)!r}: {exists} (torch.cuda.is_available() is False); use cpu "
+                             "or auto")
+        if device.index is not None and device.index >= cuda_count:
+            raise ValueError(f"device {str(name)!r} does not exist: {exists}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(name)!r}: this machine has no Apple GPU (MPS); use cpu or auto")
+    elif device.type != "cpu":
+        raise ValueError(f"device {str(name)!r}: segkit runs on auto, cpu, cuda, cuda:N or mps ({exists})")
+    return device
+
+
 def to_device(images: torch.Tensor, masks: torch.Tensor | None, device: torch.device,
               channels_last: bool = False):
     """Plain tensors on `device` (tv_tensors lose their tag); images in channels_last layout if asked."""

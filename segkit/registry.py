@@ -25,7 +25,61 @@ from collections.abc import Callable, Iterable, Mapping
 
 
 class RegistryError(ValueError):
-    """An unknown name or option of a registry; the message names it and lists what exists."""
+    """An unknown name or option of a registry, or an option of the wrong type; the message names it and
+    says what exists or what was expected. `option` (the option's name) and `detail` ('expected ..., got
+    ...') are set for an option of the wrong type (RegistryTypeError)."""
+
+    def __init__(self, message: str, option: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.option = option
+        self.detail = detail
+
+
+class RegistryTypeError(RegistryError, TypeError):
+    """An option whose value does not match the constructor's annotation (a TypeError and a ValueError)."""
+
+
+# Annotations whose values are checked before the constructor runs: what they accept, in words.
+SIMPLE_TYPES = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "bool (true or false)"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def type_problem(annotation, value) -> str | None:
+    """What is wrong with `value` for a parameter annotated `annotation`, or None.
+
+    Understood: int, float (an int is a number too), bool, str, each optionally `| None`, and
+    tuple[X, Y, ...] of those (a list or a tuple of that length). Other annotations are not checked here
+    (the constructor checks its values itself). Annotations may be strings (`from __future__ import
+    annotations`) or types.
+    """
+    if annotation is inspect.Parameter.empty:
+        return None
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    parts = [part.strip() for part in text.split("|")]
+    nullable = "None" in parts
+    parts = [part for part in parts if part != "None"]
+    if len(parts) != 1 or (value is None and nullable):
+        return None
+    part = parts[0]
+    if part in SIMPLE_TYPES:
+        accepts, words = SIMPLE_TYPES[part]
+        ok = accepts(value)
+    elif part.startswith("tuple[") and part.endswith("]"):
+        items = [item.strip() for item in part[len("tuple["):-1].split(",")]
+        if not all(item in SIMPLE_TYPES for item in items):
+            return None
+        words = f"a list of {len(items)} ({', '.join(SIMPLE_TYPES[item][1] for item in items)})"
+        ok = isinstance(value, list | tuple) and len(value) == len(items) and all(
+            SIMPLE_TYPES[item][0](v) for item, v in zip(items, value, strict=True))
+    else:
+        return None
+    if ok:
+        return None
+    return f"expected {words}{' or null' if nullable else ''}, got {value!r} ({type(value).__name__})"
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
@@ -100,13 +154,21 @@ class Registry:
 
     def check_options(self, name: str, options: Mapping, skip: Iterable[str] = (),
                       also: Iterable[str] = ()) -> None:
-        """RegistryError for the first option of `options` that the constructor of `name` does not take.
+        """RegistryError for the first option of `options` that the constructor of `name` does not take, or
+        whose value does not match its annotation (see `type_problem`).
 
         skip: parameters the caller fills itself (num_classes, optimizer, ...): never options.
         also: options accepted besides the constructor's own (e.g. the optimizer's parameter-group options).
         A constructor with **kwargs accepts anything beyond its named options (it checks them itself).
         """
         accepted = self.options(name, skip) + list(also)
+        parameters = inspect.signature(self.get(name)).parameters
+        for key, value in options.items():
+            if key in parameters and key not in also:
+                problem = type_problem(parameters[key].annotation, value)
+                if problem is not None:
+                    message = f"argument {key!r} should be {problem.removeprefix('expected ')}"
+                    raise RegistryTypeError(message, key, problem)
         if self.takes_any_option(name):
             return
         for key in options:

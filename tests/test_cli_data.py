@@ -28,7 +28,11 @@ def test_shapes_then_stats_in_process(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "6/3/2" in printed
-    assert (out / "shapes.json").is_file() and len(list((out / "test-labels").iterdir())) == 2
+    assert (out / "shapes.json").is_file() and not (out / "test-labels").exists()
+    voc = out / "VOCdevkit" / "VOC2012"
+    assert (voc / "ImageSets/Segmentation/test.txt").read_text().split() == ["test_0000", "test_0001"]
+    assert not list((voc / "SegmentationClass").glob("test_*"))  # test images, and no test mask anywhere
+    assert sorted(p.name for p in out.rglob("test_*")) == ["test_0000.jpg", "test_0001.jpg"]
 
     assert main([*args, "--if-missing"]) == 0
     assert "already complete" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """A whole competition round end to end: the demo config trained for two epochs on a tiny shapes set ->
-`segkit predict` -> competition/score.py -> competition/leaderboard.py, and the scores on the board equal
-`segkit evaluate` of the same checkpoint on the same images (the public and the private part)."""
+a competition drawn from a secret seed -> `segkit predict --root` its student pack -> `segkit competition
+score` -> `leaderboard`, and the scores on the board equal `segkit evaluate` of the same checkpoint on the
+same images (the public and the private part)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ def test_train_predict_score_leaderboard_equals_evaluate(tmp_path, capsys):
                    "run.name=demo", *TINY]) == 0
     checkpoint = tmp_path / "runs" / "demo" / "last.pt"
 
-    # instructor: set up; student: predict the test split; instructor: score and show the board
+    # instructor: set up (a test set of its own, from a secret seed); student: predict the pack's images;
+    # instructor: score and show the board
     comp = tmp_path / "comp"
-    assert competition("setup", "--data", str(root), "--out", str(comp), "--seed", "4") == 0
+    assert competition("setup", "--data", "shapes", "--out", str(comp), "--seed", "4444444444444444",
+                       "--size", "32", "--n-test", "6") == 0
+    pack = comp / "student-pack"
     submission = tmp_path / "submission.zip"
-    assert segkit(["predict", str(checkpoint), "--split", "test", "--out", str(submission)]) == 0
+    assert segkit(["predict", str(checkpoint), "--split", "test", "--root", str(pack),
+                   "--out", str(submission)]) == 0
     capsys.readouterr()
     assert competition("score", str(submission), "--team", "demo", "--comp", str(comp)) == 0
     printed = capsys.readouterr().out
@@ -40,15 +45,18 @@ def test_train_predict_score_leaderboard_equals_evaluate(tmp_path, capsys):
     assert competition("leaderboard", "--comp", str(comp), "--final") == 0
     assert capsys.readouterr().out.splitlines()[2].split()[:3] == ["1", "demo", f"{row.private_miou:.4f}"]
 
-    # the reference: reveal the test labels to segkit evaluate, one split file per part of the test set
+    # the reference: reveal the test labels to segkit evaluate (a copy of the pack with the truth's masks),
+    # one split file per part of the test set
     split = json.loads((comp / "truth" / "test_set.json").read_text())
-    voc = root / "VOCdevkit" / "VOC2012"
-    for label in (root / "test-labels").iterdir():
-        shutil.copy(label, voc / "SegmentationClass" / label.name)
+    revealed = tmp_path / "revealed"
+    shutil.copytree(pack, revealed)
+    voc = revealed / "VOCdevkit" / "VOC2012"
+    shutil.copytree(comp / "truth" / "masks", voc / "SegmentationClass")
     for part in ("public", "private"):
         (voc / "ImageSets" / "Segmentation" / f"{part}.txt").write_text("\n".join(split[part]) + "\n")
         out = tmp_path / f"{part}.json"
-        assert segkit(["evaluate", str(checkpoint), "--split", part, "--out", str(out)]) == 0
+        assert segkit(["evaluate", str(checkpoint), "--split", part, "--root", str(revealed),
+                       "--out", str(out)]) == 0
         evaluated = json.loads(out.read_text())
         scored = getattr(row, f"{part}_metrics")
         assert evaluated["num_images"] == len(split[part])

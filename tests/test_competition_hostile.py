@@ -85,6 +85,34 @@ def raw_zip(entries: list[tuple[str, bytes, int, int, int]]) -> bytes:
     return bytes(body + central + end)
 
 
+def png_with_missing_rows(mask: np.ndarray, rows: int) -> bytes:
+    """A palette PNG whose header says mask's size but whose complete zlib stream holds only its first `rows`
+    rows (a filter byte 0 and the row's bytes each); chunk CRCs are valid."""
+    height, width = mask.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    pixels = b"".join(b"\x00" + mask[row].tobytes() for row in range(rows))
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"PLTE", bytes(768))
+            + png_chunk(b"IDAT", zlib.compress(pixels)) + png_chunk(b"IEND", b""))
+
+
+def zip64_lying_directory(members: int) -> bytes:
+    """A zip of `members` empty members whose classic end record states a one-entry, 46-byte list of members
+    while its zip64 end record (which zipfile reads) holds the true size."""
+    body, central = bytearray(), bytearray()
+    for number in range(members):
+        name = f"m{number}.png".encode()
+        offset = len(body)
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x21, 0, 0, 0, len(name),
+                               0, 0, 0, 0, 0, offset) + name
+    zip64_at = len(body) + len(central)
+    zip64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, members, members, len(central),
+                        len(body))
+    locator = struct.pack("<IIQI", 0x07064B50, 0, zip64_at, 1)
+    classic = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, 46, len(body), 0)
+    return bytes(body + central + zip64 + locator + classic)
+
+
 def symlink_info(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name)
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -171,6 +199,11 @@ def hostile_cases(comp, rng) -> list[tuple[str, object, list[tuple[str | None, s
          [("img_a.png", "corrupt PNG")]),
         ("PNG with garbage pixels", [*others, ("img_a.png", png_with_garbage_pixels(a))],
          [("img_a.png", "corrupt PNG")]),
+        ("PNG whose complete stream holds half the rows",
+         [*others, ("img_a.png", png_with_missing_rows(a, 6))],
+         [("img_a.png", "corrupt PNG: the pixel data ends early")]),
+        ("zip64 record holds the true list size", zip64_lying_directory(3000),
+         [(None, "the zip's list of members is")]),
         ("encrypted member", with_encryption_flag(zipfile_bytes(list(good.items())), "img_a.png"),
          [("img_a.png", "encrypted")]),
         ("bzip2 member", zipfile_bytes(list(good.items()), zipfile.ZIP_BZIP2),
@@ -319,13 +352,79 @@ def test_size_and_time_budgets(tmp_path):
     assert "the members declare" in checked(max_total_bytes=200)[0]
     assert all("declares" in p for p in checked(max_member_bytes=50))
 
-    ticks = iter(range(1000))  # a clock that advances one second per look
+    # a clock that advances one second per look: 0 at the start (deadline 2.5), 1 once the zip is open, 2
+    # before member 0, 3 before member 1: past the deadline
+    ticks = iter(range(1000))
     report = check_submission(path, SIZES, dataclasses.replace(rules, time_limit_s=2.5),
                               on_mask=lambda *_: None, clock=lambda: float(next(ticks)))
-    assert [str(p) for p in report.problems] == ["time limit of 2.5 s exceeded after 2 of 6 members; stopped"]
+    assert [str(p) for p in report.problems] == ["time limit of 2.5 s exceeded after 1 of 6 members; stopped"]
+    ticks = iter(range(1000))  # the opening counts: a budget of 0.5 s is gone once the zip is open
+    report = check_submission(path, SIZES, dataclasses.replace(rules, time_limit_s=0.5),
+                              on_mask=lambda *_: None, clock=lambda: float(next(ticks)))
+    assert [str(p) for p in report.problems] == [
+        "time limit of 0.5 s exceeded while opening the zip (reading its list of members); stopped"]
 
     # through the board: a real wall-clock budget too small for anything
     board_rules = comp.board / "competition.json"
     board_rules.write_text(board_rules.read_text().replace('"time_limit_s": 300.0', '"time_limit_s": 1e-09'))
     row, _ = comp.submit(path, "slow")
     assert row.status == "rejected" and "time limit of 1e-09 s exceeded" in row.message
+
+
+def test_directory_guard_reads_the_record_zipfile_reads(tmp_path):
+    """The guard's size is the one zipfile uses: the zip64 record's, not the classic record's small lie."""
+    from segkit.competition.submission import central_directory_size
+
+    path = tmp_path / "zip64.zip"
+    path.write_bytes(zip64_lying_directory(50))
+    with zipfile.ZipFile(path) as archive:  # zipfile itself parses all 50 members from the zip64 size
+        assert len(archive.infolist()) == 50
+    names = 50 * len("m00.png") - 10 * len("0")  # m0..m9 have one digit fewer
+    assert central_directory_size(path) == 50 * 46 + names
+    plain = tmp_path / "plain.zip"
+    write_zip(plain, [("a.png", b"x"), ("bb.png", b"y")])
+    assert central_directory_size(plain) == 2 * 46 + len("a.png") + len("bb.png")
+
+
+def test_incomplete_png_is_refused_and_a_complete_one_is_not():
+    from segkit.competition.submission import decode_mask_png, png_rows_problem
+
+    mask = (np.arange(12 * 16).reshape(12, 16) % 5).astype(np.uint8)
+    assert png_rows_problem(png_bytes(mask), 16, 12) is None
+    # Pillow by itself decodes the short stream without an error, the missing rows 0: the hole closed here
+    short = png_with_missing_rows(mask, 6)
+    decoded = np.asarray(Image.open(io.BytesIO(short)))
+    assert decoded.shape == (12, 16) and not decoded[6:].any()
+    assert decode_mask_png(short, 12, 16, 21) == (
+        None, "corrupt PNG: the pixel data ends early: 102 of the 204 bytes that 16×12 pixels need "
+              "(missing rows)")  # 6 rows of 1 + 16 bytes, of 12
+    full = png_with_missing_rows(mask, 12)
+    np.testing.assert_array_equal(decode_mask_png(full, 12, 16, 21)[0], mask)
+    # Adam7 interlacing, written by hand: seven passes, each a small image of its own rows; Pillow decodes it
+    # to the mask (so the passes are right), the check accepts it whole and refuses it without its last pass
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2)]
+    raw = [b"".join(b"\x00" + mask[y, x0::dx].tobytes() for y in range(y0, 12, dy))
+           for x0, y0, dx, dy in passes]
+    header = struct.pack(">IIBBBBB", 16, 12, 8, 0, 0, 0, 1)
+
+    def interlaced(parts):
+        data = zlib.compress(b"".join(parts))
+        return PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(interlaced(raw)))), mask)
+    assert png_rows_problem(interlaced(raw), 16, 12) is None
+    assert "ends early" in png_rows_problem(interlaced(raw[:-1]), 16, 12)
+
+
+def test_time_limit_covers_opening_the_zip(tmp_path):
+    """A list of members the size guard lets through, but too slow to parse within a tiny budget: the alarm
+    stops zipfile inside its parsing, and the message says so."""
+    comp = make_competition(tmp_path)
+    rules = load_rules(comp.board)
+    path = tmp_path / "many.zip"
+    path.write_bytes(zip64_lying_directory(40000))
+    generous = dataclasses.replace(rules, max_members=100000, max_zip_bytes=1 << 30, time_limit_s=0.02)
+    report = check_submission(path, SIZES, generous, on_mask=lambda *_: None)
+    assert [str(p) for p in report.problems] == [
+        "time limit of 0.02 s exceeded while opening the zip (reading its list of members); stopped"]

@@ -27,8 +27,10 @@ from test_competition_setup import (
 from torchmetrics.classification import MulticlassJaccardIndex, MulticlassPrecision, MulticlassRecall
 
 from segkit.competition.board import Board
-from segkit.competition.scoring import score_submission, team_name_problem
+from segkit.competition.scoring import score_submission
+from segkit.competition.teams import team_name_problem
 from segkit.competition.truth import TestSet
+from segkit.data import VOC_CLASSES
 
 DAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -227,3 +229,23 @@ def test_eight_concurrent_scorings_all_land(tmp_path):
     assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     connection.close()
     json.loads((comp.board / "competition.json").read_text())  # untouched and readable
+
+
+def test_per_class_table_lists_only_classes_present_in_the_public_truth(tmp_path, capsys):
+    """The attack of painting an 8×8 corner of one image with a class the data never uses (tvmonitor, 20):
+    the table no longer shows that class, whichever part the image is in; the mIoU itself still moves when
+    the image is public (what any public score reveals, as the rules say)."""
+    comp = make_competition(tmp_path, daily_limit=10)
+    perfect = {i: np.where(m == 255, 0, m).astype(np.uint8) for i, m in comp.masks.items()}
+    for image_id in SIZES:
+        painted = dict(perfect)
+        painted[image_id] = perfect[image_id].copy()
+        painted[image_id][:8, :8] = 20
+        path = prediction_zip(tmp_path / f"{image_id}.zip", painted)
+        assert competition("score", str(path), "--team", "owls", "--comp", str(comp.root)) == 0
+        printed = capsys.readouterr().out
+        table = printed[printed.index("Per class"):].splitlines()[2:]
+        assert [line.split()[0] for line in table] == [
+            VOC_CLASSES[c] for c in (0, 1, 3, 7, 15)]  # the classes of the public truth, nothing else
+        row = Board(comp.board).submissions()[-1]
+        assert (row.public_miou < 1.0) == (image_id in comp.public)

@@ -117,8 +117,14 @@ def tiny_model() -> torch.nn.Module:
 @pytest.mark.parametrize("labels_present", [False, True], ids=["held-back labels", "labels on disk"])
 def test_prediction_on_the_test_split_never_opens_a_mask(shapes_root, tmp_path, opened, labels_present):
     """write_submission reads `dataset[i][0]`: from a reader made with masks="none" it never opens a mask
-    file, even when the split's masks are on disk (here the held-back test-labels/ folder)."""
-    masks = shapes_root / "test-labels" if labels_present else "optional"
+    file, even when the split's masks are on disk (here the same seed's test masks, drawn into a folder of
+    their own)."""
+    from segkit.data.shapes import make_hidden_test_set
+
+    masks = "optional"
+    if labels_present:
+        masks = tmp_path / "masks"
+        make_hidden_test_set(tmp_path / "pack", masks, seed=0, size=32, n_test=4)
     test = VOCSegmentation(shapes_root, "test", eval_transforms(), masks=masks)
     assert test.has_masks is labels_present
     images = VOCSegmentation(shapes_root, "test", eval_transforms(), masks="none")

@@ -30,7 +30,7 @@ def shapes_root(tmp_path_factory):
     return root
 
 
-def test_voc_layout_and_held_back_test_labels(shapes_root):
+def test_voc_layout_and_a_test_split_without_masks(shapes_root):
     voc = shapes_root / "VOCdevkit" / "VOC2012"
     splits = {s: (voc / f"ImageSets/Segmentation/{s}.txt").read_text().split()
               for s in ("train", "val", "trainval", "test")}  # fmt: skip
@@ -41,8 +41,9 @@ def test_voc_layout_and_held_back_test_labels(shapes_root):
         splits["train"] + splits["val"] + splits["test"]
     )
     assert sorted(p.stem for p in (voc / "SegmentationClass").glob("*.png")) == sorted(splits["trainval"])
-    assert sorted(p.stem for p in (shapes_root / "test-labels").glob("*.png")) == sorted(splits["test"])
-    for path in [*(voc / "SegmentationClass").glob("*.png"), *(shapes_root / "test-labels").glob("*.png")]:
+    # the test split's masks are nowhere: every PNG under the folder is a train or val mask
+    assert sorted(p.stem for p in shapes_root.rglob("*.png")) == sorted(splits["trainval"])
+    for path in (voc / "SegmentationClass").glob("*.png"):
         with Image.open(path) as mask:
             assert mask.mode == "P" and mask.size == (64, 64)
             assert mask.getpalette()[: 3 * 21] == [c for colour in VOC_PALETTE[:21] for c in colour]
@@ -50,6 +51,27 @@ def test_voc_layout_and_held_back_test_labels(shapes_root):
         assert image.format == "JPEG" and image.mode == "RGB" and image.size == (64, 64)
     marker = json.loads((shapes_root / "shapes.json").read_text())
     assert marker["parameters"]["seed"] == 0 and marker["parameters"]["n_test"] == 4
+
+
+def test_hidden_test_set_has_the_images_of_the_seed_and_masks_apart(shapes_root, tmp_path):
+    """make_hidden_test_set draws the test split of a seed: the same images as make_shapes with that seed
+    (so a public seed would make public masks), the masks in a folder of their own."""
+    from segkit.data.shapes import make_hidden_test_set
+
+    ids = make_hidden_test_set(tmp_path / "pack", tmp_path / "masks", seed=0, size=64, n_test=4)
+    voc = tmp_path / "pack" / "VOCdevkit" / "VOC2012"
+    assert ids == (voc / "ImageSets/Segmentation/test.txt").read_text().split() == [
+        f"test_{i:04d}" for i in range(4)]
+    for image_id in ids:
+        same = shapes_root / "VOCdevkit/VOC2012/JPEGImages" / f"{image_id}.jpg"
+        assert (voc / "JPEGImages" / f"{image_id}.jpg").read_bytes() == same.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "pack").rglob("*.png")) == []  # no mask in the pack
+    masks = [np.asarray(Image.open(tmp_path / "masks" / f"{i}.png")) for i in ids]
+    assert all(m.shape == (64, 64) and set(np.unique(m)) <= {0, 255, *SHAPE_CLASSES} for m in masks)
+    other = make_hidden_test_set(tmp_path / "pack2", tmp_path / "masks2", seed=12345678901234567, size=64,
+                                 n_test=4)
+    assert other == ids and (tmp_path / "masks2/test_0000.png").read_bytes() != (
+        tmp_path / "masks/test_0000.png").read_bytes()
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -66,8 +88,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def all_masks(root):
-    voc = root / "VOCdevkit" / "VOC2012"
-    paths = sorted((voc / "SegmentationClass").glob("*.png")) + sorted((root / "test-labels").glob("*.png"))
+    paths = sorted((root / "VOCdevkit" / "VOC2012" / "SegmentationClass").glob("*.png"))
     return np.stack([np.asarray(Image.open(p)) for p in paths])
 
 

@@ -47,7 +47,7 @@ def test_same_samples_as_torchvision(shapes_root, split):
     assert ours.classes[0] == "background" and ours.num_classes == 21
 
 
-def test_test_split_has_no_masks_in_voc_layout(shapes_root):
+def test_test_split_has_no_masks_in_voc_layout(shapes_root, tmp_path):
     # torchvision only knows train/val/trainval for 2012 and needs a SegmentationClass png per id.
     with pytest.raises(ValueError):
         TorchvisionVOC(str(shapes_root), year="2012", image_set="test", download=False)
@@ -61,11 +61,15 @@ def test_test_split_has_no_masks_in_voc_layout(shapes_root):
     assert mask is None
     with Image.open(shapes_root / "VOCdevkit/VOC2012/JPEGImages/test_0000.jpg") as pil:
         np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), np.asarray(pil.convert("RGB")))
-    # ... and the held-back labels are readable from their own folder (what a scorer does).
-    scored = VOCSegmentation(shapes_root, split="test", masks=shapes_root / "test-labels")
+    # ... and masks kept in another folder are readable with masks=<folder> (here: the masks of the same
+    # seed's test split, drawn apart as a competition's set-up draws its own)
+    from segkit.data.shapes import make_hidden_test_set
+
+    make_hidden_test_set(tmp_path / "pack", tmp_path / "masks", seed=0, size=64, n_test=4)
+    scored = VOCSegmentation(shapes_root, split="test", masks=tmp_path / "masks")
     assert scored.has_masks
     for index in range(len(scored)):
-        expected = np.asarray(Image.open(shapes_root / "test-labels" / f"{scored.ids[index]}.png"))
+        expected = np.asarray(Image.open(tmp_path / "masks" / f"{scored.ids[index]}.png"))
         np.testing.assert_array_equal(scored[index][1].numpy(), expected)
 
 

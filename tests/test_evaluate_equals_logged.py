@@ -12,6 +12,7 @@ import torch
 
 from segkit.cli import main
 from segkit.data import make_shapes
+from segkit.trainer.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_the_comparison_is_sharp(trained, tmp_path):
     """Other weights give another mIoU, so the equality above does not hold by construction."""
     state = torch.load(trained / "last.pt", weights_only=True)
     state["model"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in state["model"].items()}
-    torch.save(state, tmp_path / "changed.pt")
+    save_checkpoint(state, tmp_path / "changed.pt")  # a new checksum: torch.save alone would be refused
     out_json = tmp_path / "changed.json"
     assert main(["evaluate", str(tmp_path / "changed.pt"), "--split", "val", "--out", str(out_json)]) == 0
     with open(trained / "metrics.csv", newline="") as f:

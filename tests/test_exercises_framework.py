@@ -158,7 +158,7 @@ def test_quick_mode_uses_an_existing_shapes_set_and_tiny_sizes(tmp_path, monkeyp
     first_line = capsys.readouterr().out.splitlines()[0]
     assert first_line.startswith(f"dataset: shapes ({tmp_path / 'shapes'}) -- quick size")
     assert setup.quick and setup.dataset == "shapes" and setup.root == tmp_path / "shapes"
-    assert setup.test_labels == tmp_path / "shapes" / "test-labels"
+    assert not (tmp_path / "shapes" / "test-labels").exists()  # no test labels where a student looks
     assert (setup.crop_size, setup.batch_size, setup.epochs, setup.max_steps) == course_module.QUICK_SIZES
     assert setup.num_classes == 21 and setup.classes[15] == "person"
     from segkit.data import VOCSegmentation
@@ -187,7 +187,7 @@ def test_full_mode_prefers_voc_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SEGKIT_SIZE", raising=False)
     setup = course_module.setup_notebook()
     assert capsys.readouterr().out.startswith(f"dataset: voc ({voc}) -- found PASCAL VOC-2012")
-    assert setup.dataset == "voc" and not setup.quick and setup.test_labels is None
+    assert setup.dataset == "voc" and not setup.quick
     sizes = (setup.crop_size, setup.batch_size, setup.epochs, setup.max_steps)
     assert sizes == course_module.VOC_SIZES["full"]
     assert setup.size == "full"

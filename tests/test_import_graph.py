@@ -4,7 +4,8 @@ The graph is read from the source (ast), not by importing: an edge a -> b for ev
 module b anywhere in module a, at the top or inside a function (a lazy import still ties a to b). Floors,
 from the ground up (README "Layout"):
 
-    ground   segkit (the package itself), lazy, registry, paths, config, models, losses, metrics, optim, data
+    ground   segkit (the package itself), errors, lazy, registry, paths, config, models, losses, metrics,
+             optim, data
     middle   inference, trainer, build, hooks
     top      search, competition, course, viz, cli, __main__
 
@@ -22,7 +23,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "segkit"
 
 FLOORS = {
-    "ground": ["segkit", "segkit.lazy", "segkit.registry", "segkit.paths", "segkit.config", "segkit.models",
+    "ground": ["segkit", "segkit.errors", "segkit.lazy", "segkit.registry", "segkit.paths", "segkit.config",
+               "segkit.models",
                "segkit.losses", "segkit.metrics", "segkit.optim", "segkit.data"],
     "middle": ["segkit.inference", "segkit.trainer", "segkit.build", "segkit.hooks"],
     "top": ["segkit.search", "segkit.competition", "segkit.course", "segkit.viz", "segkit.cli",

@@ -177,14 +177,49 @@ def test_two_worker_processes_record_every_trial_exactly_once(shapes_root, tmp_p
     assert sorted(int(line.split()[0]) for line in table) == [0, 1, 2, 3]
 
 
-def test_sqlite_is_refused_for_several_workers_and_storage_urls_are_checked(shapes_root, tmp_path):
-    search = search_from_dict(tiny_search(shapes_root, tmp_path))
-    with pytest.raises(ValueError, match="SQLite cannot be shared safely by 2 writing processes"):
-        run_search(search, workers=2, storage=f"sqlite:///{tmp_path}/s.db")
+def test_storage_urls_are_checked():
     with pytest.raises(ValueError, match="storage 'redis://x': expected sqlite:///FILE.db, journal:///"):
         open_storage("redis://x")
+    # the password is not shown
+    with pytest.raises(ValueError, match=r"storage 'mysql://me:\*\*\*@host/db': expected"):
+        open_storage("mysql://me:secret@host/db")
+
+
+def test_a_journal_path_is_absolute_and_its_folder_is_made(tmp_path):
     storage = open_storage(f"journal:///{tmp_path}/a/b.journal")  # journal:/// + an absolute path
     assert isinstance(storage, optuna.storages.JournalStorage) and (tmp_path / "a").is_dir()
+
+
+OPEN_AT_ONCE = """
+import pathlib, sys, time
+from segkit.search.storage import open_storage
+url, ready, go = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+ready.touch()
+while not go.exists():  # every process creates the tables of the fresh database at the same moment
+    time.sleep(0.001)
+print(len(open_storage(url).get_all_studies()))
+"""
+
+
+def test_processes_that_open_one_new_sqlite_file_at_once_all_get_the_storage(tmp_path):
+    """Creating Optuna's tables races ("table ... already exists" for the losers); each loser must retry."""
+    import subprocess
+    import sys
+    import time
+
+    for round_ in range(3):
+        url, go = f"sqlite:///{tmp_path}/shared-{round_}.db", tmp_path / f"go-{round_}"
+        ready = [tmp_path / f"ready-{round_}-{i}" for i in range(6)]
+        processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(flag), str(go)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for flag in ready]
+        deadline = time.monotonic() + 120
+        while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        answers = [process.communicate(timeout=120) for process in processes]
+        codes = [(process.returncode, out) for process, (out, _) in zip(processes, answers, strict=True)]
+        assert codes == [(0, "0\n")] * len(ready), [error[-500:] for _, error in answers]
 
 
 @pytest.mark.parametrize(
@@ -286,13 +321,31 @@ def test_cli_search_prints_the_table_and_writes_a_config_that_train_accepts(shap
     assert (tmp_path / "runs" / "cli-best" / "last.pt").is_file()
 
 
-def test_running_again_continues_the_study(shapes_root, tmp_path):
-    search = search_from_dict(tiny_search(shapes_root, tmp_path, trials=2, max_epochs=1))
+def test_running_again_continues_the_study_up_to_its_budget_and_trains_nothing_twice(shapes_root, tmp_path):
+    """search.trials is the study's budget: a second run with a larger one adds exactly the missing trials,
+    with architectures the study does not hold yet, and leaves the trained ones alone; a run whose budget is
+    met trains nothing. (Before, every run restarted the sampler's sequence and re-trained trial 0's
+    architecture, and --trials counted the trials of one run.)"""
+    raw = tiny_search(shapes_root, tmp_path, trials=2, max_epochs=1)
+    raw["model"]["options"]["dropout"] = [0.0]  # a discrete space (84 architectures): repeats are possible
+    search = search_from_dict(raw)
     run_search(search, write_best=False)
-    study = run_search(search, trials=1, write_best=False)
-    assert [t.number for t in study.get_trials()] == [0, 1, 2]
+    first = {p.parent.name: p.stat().st_mtime_ns for p in (tmp_path / "tiny").glob("trial-*/last.pt")}
+    assert sorted(first) == ["trial-0000", "trial-0001"]
+    study = run_search(search, trials=4, write_best=False)
+    trials = study.get_trials()
+    trained = [t for t in trials if "not_run" not in t.user_attrs]
+    assert len(trained) == 4 and all(t.state.is_finished() for t in trained)
+    keys = [yaml.safe_dump([t.user_attrs["options"], t.user_attrs["hyperparameters"]]) for t in trained]
+    assert len(set(keys)) == 4  # four different architectures
+    for trial in trials:  # a repeat proposal, if any, was recorded without training
+        folder = tmp_path / "tiny" / f"trial-{trial.number:04d}"
+        assert folder.is_dir() == ("not_run" not in trial.user_attrs)
+    for name, mtime in first.items():  # trial 0 and 1 were not trained again
+        assert (tmp_path / "tiny" / name / "last.pt").stat().st_mtime_ns == mtime
+    again = run_search(search, trials=4, write_best=False)
+    assert len(again.get_trials()) == len(trials)
     assert (tmp_path / "tiny" / "study.db").is_file()
-    assert (tmp_path / "tiny" / "trial-0002" / "last.pt").is_file()
 
 
 def test_the_shipped_search_config_loads_and_its_space_has_the_size_by_hand(shapes_root):

@@ -100,7 +100,9 @@ def test_sigkill_anywhere_then_resume_gives_bitwise_identical_weights(tmp_path):
     process = start(run, "--resume", "--hang-at-save", "1")
     lines = wait_for_line(process, "WRITING")
     kill(process)
-    assert f"from last.pt: step {resumed_from}, epoch {checkpoint['epoch'] + 1}/" in lines[0], context
+    # The killed run's lock of the folder is noticed and taken over, then the run resumes.
+    assert "ended without releasing it (killed?); its lock is taken over" in lines[0], context
+    assert f"from last.pt: step {resumed_from}, epoch {checkpoint['epoch'] + 1}/" in lines[1], context
     steps = [line for line in lines if line.startswith("STEP")]  # none when it hung at an epoch end
     assert steps == [f"STEP {resumed_from + 1 + i}" for i in range(len(steps))], context  # continued
     partial = list(run.glob(".*.tmp"))  # .last.pt.<pid>.<random>.tmp (or .best.pt... at an epoch end)

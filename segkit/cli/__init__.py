@@ -5,7 +5,7 @@
     run.py          segkit train | evaluate | predict
     search.py       segkit search
     deep_prior.py   segkit deep-prior score | search
-    competition.py  segkit competition setup | score | leaderboard | choose
+    competition.py  segkit competition setup | teams | serve | score | leaderboard | choose; segkit submit
     course.py       segkit student | grade
 
 Each module registers its commands with one function, `add_<group>_commands(subparsers)`. A command stores
@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from segkit.cli.competition import add_competition_commands
+from segkit.cli.competition import add_competition_commands, add_submit_command
 from segkit.cli.course import add_course_commands
 from segkit.cli.data import add_data_commands
 from segkit.cli.deep_prior import add_deep_prior_commands
 from segkit.cli.paths import add_paths_commands
 from segkit.cli.run import add_run_commands
 from segkit.cli.search import add_search_commands
+from segkit.errors import StopError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_commands(subparsers)
     add_deep_prior_commands(subparsers)
     add_competition_commands(subparsers)
+    add_submit_command(subparsers)
     add_course_commands(subparsers)
     return parser
 
@@ -48,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: sys.argv[1:]), run the sub-command and return its exit status.
 
-    Expected problems (missing files, bad values, a config that does not match the schema) are printed as
-    one 'segkit: error: ...' message with exit status 2 instead of a traceback.
+    Expected problems (missing files, bad values, a config that does not match the schema, a run that
+    stopped for a reason a person can act on: segkit.errors.StopError) are printed as one
+    'segkit: error: ...' message with exit status 2 instead of a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,6 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, StopError) as err:
         print(f"segkit: error: {err}", file=sys.stderr)
         return 2

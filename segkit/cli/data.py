@@ -30,8 +30,8 @@ def _run_shapes(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(
         f"wrote the shapes dataset to {out_dir} in {seconds:.1f} s: "
-        f"train/val/test = {args.n_train}/{args.n_val}/{args.n_test} images of {args.size}x{args.size}, "
-        f"test masks held back in {out_dir / 'test-labels'}"
+        f"train/val/test = {args.n_train}/{args.n_val}/{args.n_test} images of {args.size}x{args.size} "
+        "(the test split has images only: the competition's test set comes from `segkit competition setup`)"
     )
     print(f"next: segkit data stats {out_dir} --split train")
     return 0
@@ -67,7 +67,7 @@ def add_data_commands(subparsers) -> None:
     shapes = commands.add_parser(
         "shapes",
         help="write the small synthetic dataset in the VOC layout",
-        description="Write the shapes dataset (VOC layout; test masks held back in OUT/test-labels). "
+        description="Write the shapes dataset (VOC layout; the test split has images only, no masks). "
         "Deterministic: the same seed gives the same bytes.",
         epilog=DATA_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,7 +77,7 @@ def add_data_commands(subparsers) -> None:
     shapes.add_argument("--size", type=int, default=128, help="image height = width in pixels (default: 128)")
     shapes.add_argument("--n-train", type=int, default=300, help="training images (default: 300)")
     shapes.add_argument("--n-val", type=int, default=100, help="validation images (default: 100)")
-    shapes.add_argument("--n-test", type=int, default=100, help="test images, masks held back (default: 100)")
+    shapes.add_argument("--n-test", type=int, default=100, help="test images, without masks (default: 100)")
     shapes.add_argument(
         "--if-missing",
         action="store_true",

@@ -4,7 +4,7 @@
         -> runs/<name>/ with config.yaml, metrics.csv, last.pt, best.pt
     segkit evaluate CHECKPOINT|RUN_FOLDER [--split val] [--tta] [--sliding-window] ...
         -> the per-class table, and the metrics as JSON in <checkpoint>-<split>.json
-    segkit predict CHECKPOINT|RUN_FOLDER [--split test] --out FILE.zip
+    segkit predict CHECKPOINT|RUN_FOLDER [--split test] [--root FOLDER] --out FILE.zip
         -> a zip with one palette PNG per image, <image_id>.png
 
 torch is imported inside the handlers, so `segkit --help` stays quick.
@@ -49,6 +49,7 @@ checkpoint: <checkpoint>-<split>.json (with -tta when test-time augmentation was
 PREDICT_EXAMPLES = """\
 examples:
   segkit predict runs/shapes_unet/best.pt --out submission.zip           # the test split
+  segkit predict runs/shapes_unet/best.pt --root student-pack --out submission.zip   # a competition's images
   segkit predict runs/voc/best.pt --split val --out val_masks.zip --tta
 
 The zip holds one palette PNG per image of the split, named <image_id>.png, flat (no folders), each at its
@@ -77,6 +78,7 @@ def _run_train(args: argparse.Namespace) -> int:
     trainer = build_trainer(config, resume=args.resume, source=source)
     if trainer.is_main:
         print(f"config {source} -> run folder {trainer.run_dir}")
+        print(f"device {trainer.device}, {trainer.describe_batches()}")
         saved = trainer.run_dir / "config.yaml"
         if args.resume in ("auto", "strict", "best") and saved.is_file():
             _warn_about_changes(yaml.safe_load(saved.read_text()), config, saved)
@@ -120,12 +122,15 @@ def _predict_options(args: argparse.Namespace, config: dict) -> dict:
 
 
 def _device(args: argparse.Namespace, config: dict):
-    import torch
+    from segkit.inference import resolve_device
 
-    from segkit.inference import default_device
-
-    device = args.device or config["train"]["device"]
-    return torch.device(default_device() if device == "auto" else device)
+    if args.device:
+        return resolve_device(args.device)
+    try:
+        return resolve_device(config["train"]["device"])
+    except ValueError as error:
+        raise ValueError(f"{error} (train.device of the checkpoint's config; choose one with --device)") \
+            from None
 
 
 def _describe(options: dict) -> str:
@@ -202,6 +207,7 @@ def _checkpoint_path(given: str) -> Path:
 
 
 def _load(checkpoint: Path, args: argparse.Namespace):
+    """(model on its device, config); --root, when given, replaces the config's data.root."""
     from segkit.build import model_from_checkpoint
 
     if not checkpoint.is_file():
@@ -210,6 +216,8 @@ def _load(checkpoint: Path, args: argparse.Namespace):
         model, config = model_from_checkpoint(checkpoint)
     except RuntimeError as error:  # damaged file, or weights that do not fit the model: a bad input
         raise ValueError(str(error)) from error
+    if args.root is not None:
+        config["data"]["root"] = str(args.root)
     return model.to(_device(args, config)), config
 
 
@@ -244,6 +252,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stride", type=int, metavar="PIXELS",
                        help="sliding-window step (default: two thirds of the window)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the config's train.device)")
+    parser.add_argument("--root", help="dataset folder to read instead of the config's data.root, e.g. a "
+                                       "competition's student pack")
 
 
 def add_run_commands(subparsers) -> None:

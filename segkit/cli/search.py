@@ -17,12 +17,17 @@ examples:
   segkit search my_space.yaml --study run2 --set search.sampler=random data.batch_size=4
   segkit search my_space.yaml --storage journal:////home/me/studies/big.journal --study big
   segkit search my_space.yaml --storage postgresql://user:pw@host/db --study big   # on every machine
+                                                  # (needs the postgres extra: uv sync --extra postgres)
 
 A search config is a training config whose model.options is an EncDec search space (a list = choose one,
 {range: [start, stop]} = an integer, {uniform: [low, high]} = a float) plus a `search` section:
 trials, workers, sampler (tpe | random), seed, grace_epochs, reduction_factor, max_epochs, max_parameters,
-hyperparameters ({config.key: choices}), storage, study. See segkit/configs/search_encdec_shapes.yaml.
-Running the same command again continues the study (its file in runs/<study>/ is reused).
+hyperparameters ({config.key: choices}), storage, study, heartbeat, retries. See
+segkit/configs/search_encdec_shapes.yaml.
+--trials is the study's budget, shared by every process working on it (here or on other machines): running
+the same command again continues the study up to it (its file in runs/<study>/ is reused) and never trains
+an architecture the study already holds; raise --trials to run more. A trial whose process died is failed
+after two heartbeats of silence and run again by another process.
 """
 
 
@@ -54,7 +59,8 @@ def add_search_commands(subparsers) -> None:
                     "plain training config.",
     )
     search.add_argument("config", help="a search config (YAML file) or the name of a shipped one")
-    search.add_argument("--trials", type=positive_int, help="trials to run now (default: search.trials)")
+    search.add_argument("--trials", type=positive_int,
+                        help="the study's budget of trials, over all its processes (default: search.trials)")
     search.add_argument("--workers", type=positive_int,
                         help="local worker processes sharing the study (default: search.workers)")
     search.add_argument("--storage", help="Optuna storage URL: sqlite:///FILE.db, journal:///FILE.journal, "

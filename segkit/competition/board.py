@@ -19,9 +19,22 @@ Table `submissions`, one row per submission, accepted or rejected:
     private_miou     mIoU on the private split (NULL when rejected)
     public_metrics   JSON: {"miou", "pixel_accuracy", "mean_precision", "mean_recall",
     private_metrics         "iou": [per class], "precision": [...], "recall": [...]}, NaN stored as null
+    kind             "masks" (a zip of masks) or "model" (a checkpoint the server ran on the test images)
+    seconds_per_image  a model's inference time per test image on the server's CPU (NULL for masks)
+    problems         JSON: [{"member": name or null, "message": ...}], the reasons of `message` one by one
 
 Table `selections` (team, submission_id): the submissions a team chose for the final ranking; a team without
 rows there is ranked on its `final_count` best public submissions.
+
+Table `uploads`, the web service's inbox (segkit.competition.service): one row per received file, written
+(after the file itself is on disk) before it is scored: id, team, received (UTC), file_name, kind, path (of
+the stored file), submission_id (NULL until scored).  A row still NULL when the service starts again was
+received but never scored: it is scored then, so a restart loses no submission.  Recording the submission
+sets submission_id in the same transaction, so a file is never recorded twice.
+
+Table `tokens` (segkit.competition.teams): role ("team" or "instructor"), team, sha256 of the token, the
+name's case-folded form (unique).  Table `state` (key, value): "closed" holds the UTC time the instructor
+closed the competition.
 
 Why this is safe with several scorers at once: a write takes the file lock, then runs one SQLite transaction
 (`BEGIN IMMEDIATE` ... `COMMIT`), so a row is either fully there or not at all, and the daily-limit check and
@@ -58,16 +71,41 @@ CREATE TABLE IF NOT EXISTS submissions (
     public_miou     REAL,
     private_miou    REAL,
     public_metrics  TEXT,
-    private_metrics TEXT
+    private_metrics TEXT,
+    kind            TEXT NOT NULL DEFAULT 'masks',
+    seconds_per_image REAL,
+    problems        TEXT
 );
 CREATE TABLE IF NOT EXISTS selections (
     team            TEXT NOT NULL,
     submission_id   INTEGER NOT NULL REFERENCES submissions(id),
     PRIMARY KEY (team, submission_id)
 );
+CREATE TABLE IF NOT EXISTS uploads (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    team            TEXT NOT NULL,
+    received        TEXT NOT NULL,
+    file_name       TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    submission_id   INTEGER REFERENCES submissions(id)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    role            TEXT NOT NULL CHECK (role IN ('team', 'instructor')),
+    team            TEXT,
+    name_key        TEXT UNIQUE,
+    sha256          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key             TEXT PRIMARY KEY,
+    value           TEXT NOT NULL
+);
 """
 COLUMNS = ("id", "team", "time", "sha256", "file_name", "status", "message", "public_miou", "private_miou",
-           "public_metrics", "private_metrics")
+           "public_metrics", "private_metrics", "kind", "seconds_per_image", "problems")
+# Columns added after the first boards were made: an older board gets them when it is opened.
+ADDED_COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'masks'", "seconds_per_image": "REAL", "problems": "TEXT"}
+KINDS = ("masks", "model")
 
 
 class BoardError(RuntimeError):
@@ -89,6 +127,9 @@ class Submission:
     private_miou: float | None
     public_metrics: dict | None
     private_metrics: dict | None
+    kind: str = "masks"
+    seconds_per_image: float | None = None
+    problems: list[dict] | None = None  # [{"member": str or None, "message": str}], None when accepted
 
     @property
     def accepted(self) -> bool:
@@ -131,6 +172,29 @@ class Board:
                              "`segkit competition setup`")
         self.rules: Rules = load_rules(self.folder)
         self.lock = FileLock(str(self.folder / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Give a board made by an older segkit the tables and columns it lacks (nothing is lost)."""
+        connection = self._connect()
+        try:
+            present = {row[1] for row in connection.execute("PRAGMA table_info(submissions)")}
+            query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            tables = {row[0] for row in connection.execute(query)}
+        finally:
+            connection.close()
+        if set(ADDED_COLUMNS) <= present and {"uploads", "tokens", "state"} <= tables:
+            return
+        with self.lock:
+            connection = self._connect()
+            try:
+                connection.executescript(SCHEMA)
+                present = {row[1] for row in connection.execute("PRAGMA table_info(submissions)")}
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in present:
+                        connection.execute(f"ALTER TABLE submissions ADD COLUMN {column} {kind}")
+            finally:
+                connection.close()
 
     @classmethod
     def create(cls, folder: str | os.PathLike, rules: Rules) -> Board:
@@ -175,6 +239,26 @@ class Board:
             chosen.setdefault(team, []).append(submission_id)
         return chosen
 
+    def closed(self) -> str | None:
+        """The UTC time the instructor closed the competition, or None while it is open."""
+        connection = self._connect()
+        try:
+            row = connection.execute("SELECT value FROM state WHERE key = 'closed'").fetchone()
+        finally:
+            connection.close()
+        return None if row is None else row[0]
+
+    def close(self, now: datetime | None = None) -> str:
+        """Close the competition (no more submissions; the final ranking becomes public); returns the time."""
+        when = (now or utc_now()).astimezone(UTC).isoformat(timespec="seconds")
+        with self.lock:
+            connection = self._connect()
+            try:
+                connection.execute("INSERT OR IGNORE INTO state (key, value) VALUES ('closed', ?)", (when,))
+            finally:
+                connection.close()
+        return self.closed()
+
     def accepted_on_day(self, team: str, day: str, connection: sqlite3.Connection | None = None) -> int:
         """Accepted submissions of `team` on the UTC day `day` ("YYYY-MM-DD")."""
         own = connection is None
@@ -189,18 +273,23 @@ class Board:
         return count
 
     # ---- writing -------------------------------------------------------------------------------------------
-    def record(self, team: str, sha256: str, file_name: str, *, problems: list[str] | None = None,
-               public: dict | None = None, private: dict | None = None,
-               now: datetime | None = None) -> Submission:
+    def record(self, team: str, sha256: str, file_name: str, *, problems: list | None = None,
+               public: dict | None = None, private: dict | None = None, now: datetime | None = None,
+               kind: str = "masks", seconds_per_image: float | None = None,
+               upload_id: int | None = None) -> Submission:
         """Append one submission and return the row as stored.
 
-        Accepted when `problems` is empty and public/private metrics are given; rejected otherwise.  The daily
+        Accepted when `problems` is empty and public/private metrics are given; rejected otherwise.  problems:
+        strings, or objects with `member` and `message` (segkit.competition.submission.Problem).  The daily
         limit is checked inside the same transaction as the insert, so concurrent scorings of one team can
         never get past it: a submission over the limit is stored as rejected, with the reason.
+        upload_id: the `uploads` row this submission came from, marked as scored in the same transaction.
         """
         now = now or utc_now()
         time_text = now.astimezone(UTC).isoformat(timespec="seconds")
-        problems = list(problems or [])
+        problems = [_problem_dict(p) for p in problems or []]
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not problems and (public is None or private is None):
             raise ValueError("an accepted submission needs both public and private metrics")
         with self.lock:
@@ -210,16 +299,21 @@ class Board:
                 if not problems:
                     used = self.accepted_on_day(team, time_text[:10], connection)
                     if used >= self.rules.daily_limit:
-                        problems = [daily_limit_message(team, used, self.rules.daily_limit)]
+                        problems = [_problem_dict(daily_limit_message(team, used, self.rules.daily_limit))]
                 accepted = not problems
                 values = (team, time_text, sha256, file_name, "accepted" if accepted else "rejected",
-                          "\n".join(problems),
+                          "\n".join(_problem_line(p) for p in problems),
                           _finite_or_none(public["miou"]) if accepted else None,
                           _finite_or_none(private["miou"]) if accepted else None,
                           to_json(public) if accepted else None,
-                          to_json(private) if accepted else None)
-                insert = f"INSERT INTO submissions ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * 10)})"
+                          to_json(private) if accepted else None,
+                          kind, seconds_per_image, None if accepted else json.dumps(problems))
+                insert = (f"INSERT INTO submissions ({', '.join(COLUMNS[1:])}) "
+                          f"VALUES ({', '.join('?' * len(values))})")
                 cursor = connection.execute(insert, values)
+                if upload_id is not None:
+                    connection.execute("UPDATE uploads SET submission_id = ? WHERE id = ?",
+                                       (cursor.lastrowid, upload_id))
                 row = connection.execute(f"SELECT {', '.join(COLUMNS)} FROM submissions WHERE id = ?",
                                          (cursor.lastrowid,)).fetchone()
                 connection.execute("COMMIT")
@@ -274,8 +368,22 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _problem_dict(problem) -> dict:
+    """A problem as stored: {"member": the zip member at fault or None, "message": ...}."""
+    if isinstance(problem, dict):
+        return {"member": problem.get("member"), "message": str(problem["message"])}
+    if hasattr(problem, "message"):
+        return {"member": problem.member, "message": problem.message}
+    return {"member": None, "message": str(problem)}
+
+
+def _problem_line(problem: dict) -> str:
+    """One line of the `message` column: "'member': message", or the message alone."""
+    return problem["message"] if problem["member"] is None else f"{problem['member']!r}: {problem['message']}"
+
+
 def _row_to_submission(row) -> Submission:
     values = dict(zip(COLUMNS, row, strict=True))
-    for key in ("public_metrics", "private_metrics"):
+    for key in ("public_metrics", "private_metrics", "problems"):
         values[key] = json.loads(values[key]) if values[key] is not None else None
     return Submission(**values)

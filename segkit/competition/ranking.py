@@ -50,6 +50,7 @@ class Standing:
     private_score: float | None = None  # final ranking only
     private_rank: int | None = None
     counted_ids: tuple[int, ...] = ()  # final ranking only: the submissions that counted
+    score_id: int = 0  # the submission whose score is shown (live: the first to reach it; final: the best)
 
     @property
     def rank_change(self) -> int | None:
@@ -73,9 +74,9 @@ def live_standings(submissions: list[Submission], rules: Rules) -> list[Standing
         scores = [_score(r.public_miou) for r in rows]
         shown = ladder(scores, rules.ladder_margin) if rules.ladder_margin else _running_max(scores)
         best = shown[-1]
-        reached = next(r.time for r, s in zip(rows, shown, strict=True) if s == best)
+        reached = next(r for r, s in zip(rows, shown, strict=True) if s == best)
         standings.append(Standing(team=team, public_score=best, submissions=len(rows),
-                                  last_time=rows[-1].time, reached_time=reached))
+                                  last_time=rows[-1].time, reached_time=reached.time, score_id=reached.id))
     standings.sort(key=lambda s: (-s.public_score, s.reached_time, s.team))
     for rank, standing in enumerate(standings, start=1):
         standing.public_rank = rank
@@ -111,6 +112,7 @@ def final_standings(submissions: list[Submission], selections: dict[str, list[in
         best = max(counted, key=lambda r: (_score(r.private_miou), -r.id))
         standing.private_score = best.private_miou
         standing.counted_ids = tuple(r.id for r in counted)
+        standing.score_id = best.id
         private_time[standing.team] = best.time
     ranked = sorted(standings, key=lambda s: (-_score(s.private_score), private_time[s.team], s.team))
     for rank, standing in enumerate(ranked, start=1):

@@ -10,7 +10,10 @@ one place:
     final_count        submissions per team counted for the final (private) ranking
     ladder_margin      None: the live board shows each team's best public score.  A number η: the Ladder of
                        Blum & Hardt (2015) — the shown score changes only when it improves by more than η
-    time_limit_s       wall-clock budget for reading and scoring one submission
+    time_limit_s       wall-clock budget for reading and scoring one submission (a model: loading it,
+                       predicting the test images and scoring them)
+    memory_limit_mb    memory a scoring worker of the web service may take beyond its size at rest
+    max_checkpoint_bytes  size of an uploaded model checkpoint (segkit.competition.checkpoints)
     max_members        entries allowed in the zip (one per test image)
     max_member_bytes   uncompressed bytes allowed for one member (declared, and actually read)
     max_total_bytes    uncompressed bytes allowed for the whole submission (declared, and actually read)
@@ -45,11 +48,13 @@ class Rules:
     final_count: int = 2
     ladder_margin: float | None = None
     time_limit_s: float = 300.0
+    memory_limit_mb: int = 4096
+    max_checkpoint_bytes: int = 300 * 2**20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         for key in ("num_classes", "max_members", "max_member_bytes", "max_total_bytes", "max_zip_bytes",
-                    "daily_limit", "final_count"):
+                    "daily_limit", "final_count", "memory_limit_mb", "max_checkpoint_bytes"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RulesError(f"rules: {key} must be a positive integer, got {value!r}")

@@ -24,35 +24,24 @@ import torch
 from segkit.competition.board import Board, Submission, daily_limit_message, utc_now
 from segkit.competition.ranking import ladder
 from segkit.competition.rules import Rules
-from segkit.competition.submission import SubmissionReport, check_submission
+from segkit.competition.submission import Problem, SubmissionReport, check_submission
+from segkit.competition.teams import require_registered
 from segkit.competition.truth import TestSet, TruthError
 from segkit.data.masks import VOID_INDEX
 from segkit.metrics import ConfusionMatrix
 
-MAX_TEAM_NAME = 40
-
 
 @dataclass
 class ScoreResult:
-    """What scoring one zip produced.  public/private: metric dicts (see `summarise`), None when rejected."""
+    """What scoring one submission produced.  public/private: metric dicts (see `summarise`), None when
+    rejected.  seconds_per_image: a model's inference time per test image (None for a zip of masks)."""
 
     sha256: str
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     public: dict | None = None
     private: dict | None = None
     report: SubmissionReport | None = None
-
-
-def team_name_problem(team: str) -> str | None:
-    """Why `team` is not a usable team name, or None.  Letters, digits, space, '-', '_', '.'; 1-40 chars."""
-    if not 1 <= len(team) <= MAX_TEAM_NAME:
-        return f"team name must have 1 to {MAX_TEAM_NAME} characters, got {len(team)}"
-    if team != team.strip():
-        return f"team name {team!r} must not start or end with a space"
-    bad = sorted({c for c in team if not (c.isalnum() or c in " -_.")})
-    if bad:
-        return f"team name {team!r} has characters {bad} (allowed: letters, digits, space, '-', '_', '.')"
-    return None
+    seconds_per_image: float | None = None
 
 
 def file_sha256(path: str | os.PathLike, limit: int) -> str:
@@ -111,14 +100,14 @@ def score_submission(zip_path: str | os.PathLike, test_set: TestSet, rules: Rule
     torch.set_num_threads(1)
     try:
         result.report = check_submission(zip_path, test_set.sizes, rules, add)
-    except TruthError:
+    except (TruthError, MemoryError):  # the instructor's to fix; the worker's memory limit (it reports it)
         raise
     except Exception as err:  # a case the checks did not foresee: reject, never crash
-        result.problems = [f"the submission could not be read ({type(err).__name__}: {err})"]
+        result.problems = [Problem(None, f"the submission could not be read ({type(err).__name__}: {err})")]
         return result
     finally:
         torch.set_num_threads(threads)
-    result.problems = [str(problem) for problem in result.report.problems]
+    result.problems = list(result.report.problems)
     if not result.problems:
         result.public, result.private = summarise(public.compute()), summarise(private.compute())
     return result
@@ -128,30 +117,43 @@ def submit(zip_path: str | os.PathLike, team: str, truth_dir: str | os.PathLike,
            now: datetime | None = None) -> tuple[Submission, ScoreResult]:
     """Score `zip_path` for `team` and append the result to the board; returns (the stored row, the result).
 
-    Raises ValueError for a bad team name or a missing file, TruthError / BoardError / RulesError for a broken
-    competition folder: those are the instructor's to fix, and nothing is recorded.
+    The team is the registered one of that name (ignoring case) when the board has registered teams
+    (segkit.competition.teams), else the name checked and merged ignoring case with a team already on it.
+    Raises ValueError for a bad or unknown team name, a missing file or a closed competition, TruthError /
+    BoardError / RulesError for a broken competition folder: nothing is recorded then.
     """
-    reason = team_name_problem(team)
-    if reason:
-        raise ValueError(reason)
+    board = Board(board_dir)
+    team = require_registered(board, team)
     if not Path(zip_path).is_file():
         raise ValueError(f"submission {zip_path} not found (or not a file)")
-    board = Board(board_dir)
+    closed = board.closed()
+    if closed:
+        raise ValueError(f"the competition was closed at {closed}; no more submissions")
     test_set = TestSet.load(truth_dir)
     rules = board.rules
     now = now or utc_now()
     used = board.accepted_on_day(team, now.astimezone(UTC).isoformat()[:10])
     if used >= rules.daily_limit:  # checked again inside the board's write transaction
         result = ScoreResult(sha256=file_sha256(zip_path, rules.max_zip_bytes))
-        result.problems = [daily_limit_message(team, used, rules.daily_limit)]
+        result.problems = [Problem(None, daily_limit_message(team, used, rules.daily_limit))]
     else:
         result = score_submission(zip_path, test_set, rules)
-    row = board.record(team, result.sha256, Path(zip_path).name, problems=result.problems,
-                       public=result.public, private=result.private, now=now)
-    if not row.accepted and not result.problems:  # the limit was reached while this one was being scored
-        result.problems = row.message.splitlines()
-        result.public = result.private = None
+    row = record_result(board, team, Path(zip_path).name, result, now=now)
     return row, result
+
+
+def record_result(board: Board, team: str, file_name: str, result: ScoreResult, *, kind: str = "masks",
+                  now: datetime | None = None, upload_id: int | None = None) -> Submission:
+    """Append `result` to the board (one transaction); when the daily limit was reached while it was being
+    scored, `result` becomes the rejection the board stored."""
+    row = board.record(team, result.sha256, file_name, problems=result.problems, public=result.public,
+                       private=result.private, now=now, kind=kind,
+                       seconds_per_image=result.seconds_per_image if not result.problems else None,
+                       upload_id=upload_id)
+    if not row.accepted and not result.problems:  # the limit was reached while this one was being scored
+        result.problems = [Problem(p["member"], p["message"]) for p in row.problems]
+        result.public = result.private = None
+    return row
 
 
 def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
@@ -167,40 +169,57 @@ def student_report(row: Submission, result: ScoreResult, board: Board) -> str:
         return "\n".join(lines)
     used = board.accepted_on_day(row.team, row.day)
     lines.append(f"ACCEPTED ({used} of {rules.daily_limit} submissions used today, UTC)")
+    if row.seconds_per_image is not None:
+        lines.append(f"Model run by the server: {1000 * row.seconds_per_image:.1f} ms per test image (CPU)")
     if rules.ladder_margin:
-        own = [r for r in board.submissions(row.team) if r.accepted and r.id <= row.id]
-        scores = [-math.inf if r.public_miou is None else r.public_miou for r in own]
-        shown = ladder(scores, rules.ladder_margin)
-        if len(shown) == 1 or shown[-1] != shown[-2]:
+        shown, moved = ladder_shown(board, row)
+        if moved:
             verdict = "improved by more than the margin: your shown public score is now"
         else:
             verdict = "not better than your shown score by more than the margin; it stays at"
-        lines.append(f"Public score (Ladder, margin {rules.ladder_margin:g}): {verdict} {shown[-1]:.4f}")
+        lines.append(f"Public score (Ladder, margin {rules.ladder_margin:g}): {verdict} {shown:.4f}")
         lines.append("With the Ladder the exact score of each submission is not shown, to keep the public "
                      "board from being overfitted.")
         return "\n".join(lines)
     public = result.public
     lines.append(f"Public mIoU: {public['miou']:.4f}   pixel accuracy {public['pixel_accuracy']:.4f}   "
                  f"mean precision {public['mean_precision']:.4f}   mean recall {public['mean_recall']:.4f}")
-    lines.append("Per class, on the public part of the test set (%; classes in neither truth nor prediction "
-                 "left out):")
+    lines.append("Per class, on the public part of the test set (%; only the classes present in its truth):")
     lines.append(per_class_table(public, rules.class_names))
     return "\n".join(lines)
 
 
+def ladder_shown(board: Board, row: Submission) -> tuple[float, bool]:
+    """(the Ladder's shown public score of row.team right after accepted submission `row`, whether `row`
+    moved it)."""
+    own = [r for r in board.submissions(row.team) if r.accepted and r.id <= row.id]
+    scores = [-math.inf if r.public_miou is None else r.public_miou for r in own]
+    shown = ladder(scores, board.rules.ladder_margin)
+    return shown[-1], len(shown) == 1 or shown[-1] != shown[-2]
+
+
+def shown_classes(metrics: dict) -> list[int]:
+    """The classes a per-class table may show: those present in the truth of the part (recall defined).
+
+    A class predicted somewhere but absent from the truth (IoU 0, recall undefined) is not listed: listing it
+    would tell, for each image painted with a class the data never uses, whether that image is public.
+    (The mIoU still counts it, as VOC does, so any public score reveals a little of that; the table no
+    longer makes it cheap.)
+    """
+    return [c for c, recall in enumerate(metrics["recall"]) if recall is not None and not math.isnan(recall)]
+
+
 def per_class_table(metrics: dict, class_names: tuple[str, ...]) -> str:
-    """IoU, precision and recall per class in %, from a `summarise` dict; "-" where undefined (a class never
-    predicted, or absent from the truth).  Classes whose IoU is undefined are left out.  No pixel counts:
-    those would tell the class frequencies of the hidden labels."""
+    """IoU, precision and recall per class in %, from a `summarise` dict, for the classes of `shown_classes`;
+    "-" where undefined (a class never predicted has no precision).  No pixel counts: those would tell the
+    class frequencies of the hidden labels."""
 
     def pct(value) -> str:
         return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
     width = max(len(name) for name in class_names)
     lines = [f"  {'class':<{width}}  {'IoU':>6}  {'prec.':>6}  {'recall':>6}"]
-    for name, iou, precision, recall in zip(class_names, metrics["iou"], metrics["precision"],
-                                            metrics["recall"], strict=True):
-        if iou is None or math.isnan(iou):
-            continue
-        lines.append(f"  {name:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
+    for c in shown_classes(metrics):
+        iou, precision, recall = metrics["iou"][c], metrics["precision"][c], metrics["recall"][c]
+        lines.append(f"  {class_names[c]:<{width}}  {pct(iou):>6}  {pct(precision):>6}  {pct(recall):>6}")
     return "\n".join(lines)

@@ -9,7 +9,12 @@ test image's size, mode "P" or "L", values 0..num_classes-1.  It comes from a st
 - member names are attacker-chosen: folders, `..`, absolute paths, duplicates and symbolic links are refused;
 - the PNG header is checked (signature bytes, size, mode) before a single pixel is decoded, so a 100000×100000
   "decompression bomb" costs nothing; Pillow's own bomb check is turned from a warning into a refusal;
-- a wall-clock budget is checked between members.
+- the size of the zip's list of members is read from the same end record that zipfile will use (the zip64
+  record when there is one) before zipfile parses the list;
+- a PNG's pixel data is inflated and counted before Pillow decodes it: a stream that ends cleanly but holds
+  fewer rows than the header promises is refused (Pillow would fill the missing rows with 0);
+- a wall-clock budget covers everything, the opening of the zip included: an alarm interrupts the work when
+  it runs out (main thread), and the clock is also checked between members.
 
 `check_submission` walks the zip once.  For every member that passes, it hands the decoded mask to a callback
 (the scorer's), so each PNG is decoded exactly once; the caller discards what the callback accumulated when
@@ -19,13 +24,17 @@ any problem was found.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import struct
+import threading
 import time
 import warnings
 import zipfile
+import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -36,6 +45,8 @@ from segkit.competition.rules import Rules
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 END_RECORD = struct.Struct("<4s4H2LH")  # zip end of central directory: ..., directory size, offset, comment
+ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk of the zip64 record, its offset, number of disks
+ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")  # ..., entries here, entries in all, directory size, offset
 DIRECTORY_BYTES_PER_MEMBER = 1024  # a central directory entry is 46 bytes plus the name and extra fields
 READ_CHUNK = 256 * 1024
 ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "store", zipfile.ZIP_DEFLATED: "deflate"}
@@ -85,19 +96,83 @@ def read_capped(stream, cap: int, chunk_size: int = READ_CHUNK) -> bytes:
 
 
 def central_directory_size(path: str | os.PathLike) -> int | None:
-    """Size in bytes of a zip's central directory, read from its end record; None when there is none.
+    """Size in bytes of a zip's central directory, as zipfile will read it; None when there is no end record.
 
     zipfile reads and parses the whole central directory when it opens a file, one object per entry, so a
     zip of millions of empty entries would cost minutes and gigabytes before any other check could run.
+    The size comes from the record zipfile itself uses (CPython's `_EndRecData`): the classic end record
+    (signature PK\\5\\6) at the very end of the file when it has no comment, else its last occurrence in
+    the last 64 KiB + 22 bytes; then, when a zip64 locator (PK\\6\\7) lies just before it and a zip64 end
+    record (PK\\6\\6) just before the locator, the zip64 record's size replaces the classic one, whatever
+    the classic one says.
     """
     with open(path, "rb") as stream:
         size = stream.seek(0, os.SEEK_END)
-        stream.seek(max(0, size - END_RECORD.size - 65535))  # the record ends with a comment of <= 64 KiB
+        start = max(0, size - END_RECORD.size - 65535)  # the record ends with a comment of <= 64 KiB
+        stream.seek(start)
         tail = stream.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < END_RECORD.size:
+    last = tail[-END_RECORD.size:]
+    if len(last) == END_RECORD.size and last.startswith(b"PK\x05\x06") and last.endswith(b"\x00\x00"):
+        at = len(tail) - END_RECORD.size
+    else:
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < END_RECORD.size:
+            return None
+    directory = END_RECORD.unpack_from(tail, at)[5]
+    zip64 = zip64_directory_size(path, start + at)
+    return directory if zip64 is None else zip64
+
+
+def zip64_directory_size(path: str | os.PathLike, end_record_at: int) -> int | None:
+    """The directory size of the zip64 end record that zipfile would read for the classic end record at
+    byte `end_record_at`, or None when zipfile would keep the classic record."""
+    before = end_record_at - ZIP64_LOCATOR.size - ZIP64_END_RECORD.size
+    if before < 0:
         return None
-    return END_RECORD.unpack_from(tail, at)[5]
+    with open(path, "rb") as stream:
+        stream.seek(before)
+        data = stream.read(ZIP64_END_RECORD.size + ZIP64_LOCATOR.size)
+    if len(data) != ZIP64_END_RECORD.size + ZIP64_LOCATOR.size:
+        return None
+    if ZIP64_LOCATOR.unpack_from(data, ZIP64_END_RECORD.size)[0] != b"PK\x06\x07":
+        return None
+    record = ZIP64_END_RECORD.unpack_from(data, 0)
+    return record[8] if record[0] == b"PK\x06\x06" else None
+
+
+class TimeLimitExceeded(BaseException):
+    """The wall-clock budget of one submission ran out.  A BaseException (like KeyboardInterrupt), so that the
+    `except Exception` clauses that turn a broken member into a message do not swallow it."""
+
+
+@contextmanager
+def wall_clock_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeLimitExceeded wherever the code inside is when `seconds` have passed.
+
+    A real-time alarm (SIGALRM) interrupts pure-Python work such as zipfile parsing a list of members; a
+    long C call (one decode) finishes first.  Limits nest: inside an outer limit the alarm comes at the
+    earlier of the two, and the outer one goes on afterwards.  Only the main thread of a process can
+    receive signals, so in another thread (or without SIGALRM) this does nothing and the callers' clock
+    checks remain.
+    """
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeLimitExceeded()
+
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]  # seconds left on an enclosing limit, 0 when none
+    start = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(min(seconds, outer) if outer else seconds, 1e-6))  # 0: no alarm
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:  # the enclosing limit goes on with what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-6))
 
 
 def name_problem(info: zipfile.ZipInfo) -> str | None:
@@ -130,13 +205,65 @@ def png_header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def png_rows_problem(data: bytes, width: int, height: int) -> str | None:
+    """Why the pixel data of a PNG does not hold exactly its width×height pixels, or None.
+
+    The IDAT chunks concatenate into one zlib stream holding, row after row, a filter byte and the row's
+    bytes: `height × (1 + ceil(width × bits / 8))` bytes without interlacing, the sum of that over the
+    seven passes of Adam7 with it (bits = bit depth × samples per pixel).  A stream that ends cleanly but
+    short decodes in Pillow without an error, the missing rows 0; here it is refused.  At most the expected
+    length + 1 bytes are inflated.
+    """
+    header, pixel_data, position = None, [], len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            pixel_data.append(body)
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    if header is None or len(header) < 13:
+        return "corrupt PNG: no valid IHDR chunk"
+    depth, colour, interlace = header[8], header[9], header[12]
+    samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if samples is None:
+        return f"corrupt PNG: unknown colour type {colour}"
+    bits = depth * samples
+    if interlace:
+        passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                  (0, 1, 1, 2))
+        expected = 0
+        for x0, y0, dx, dy in passes:
+            pass_width, pass_height = -(-(width - x0) // dx), -(-(height - y0) // dy)
+            if pass_width > 0 and pass_height > 0:
+                expected += pass_height * (1 + -(-(pass_width * bits) // 8))
+    else:
+        expected = height * (1 + -(-(width * bits) // 8))
+    inflater = zlib.decompressobj()
+    try:
+        produced = len(inflater.decompress(b"".join(pixel_data), expected + 1))
+    except zlib.error as err:
+        return f"corrupt PNG: the pixel data is not a valid zlib stream ({err})"
+    if produced < expected:
+        ending = "ends early" if inflater.eof else "is cut off"
+        return (f"corrupt PNG: the pixel data {ending}: {produced} of the {expected} bytes that "
+                f"{width}×{height} pixels need (missing rows)")
+    if produced > expected:
+        return f"corrupt PNG: the pixel data holds more than the {expected} bytes of {width}×{height} pixels"
+    return None
+
+
 def decode_mask_png(data: bytes, height: int, width: int,
                     num_classes: int) -> tuple[np.ndarray | None, str | None]:
     """Decode one submitted mask: ((H, W) uint8 array, None) when it is valid, else (None, the reason).
 
     Order of checks: PNG signature (content, not the file name) -> header (Pillow parses only the chunks
-    before the pixel data) -> size -> mode -> decode -> values.  Nothing is decoded unless the header says
-    exactly width×height, so the work per member is bounded by the test image's pixel count.
+    before the pixel data) -> size -> mode -> pixel data complete (png_rows_problem) -> decode -> values.
+    Nothing is decoded unless the header says exactly width×height, so the work per member is bounded by the
+    test image's pixel count.
     """
     if not data.startswith(PNG_SIGNATURE):
         hint = " (looks like a JPEG)" if data.startswith(b"\xff\xd8\xff") else ""
@@ -157,6 +284,9 @@ def decode_mask_png(data: bytes, height: int, width: int,
     if image.mode not in ("P", "L"):
         return None, (f"wrong mode {image.mode!r}; expected 'P' (palette) or 'L' (grayscale) holding class "
                       "indices, not colours")
+    incomplete = png_rows_problem(data, width, height)
+    if incomplete is not None:
+        return None, incomplete
     try:
         mask = np.array(image)  # a writable (H, W) uint8 array, so torch.from_numpy can share it
     except Exception as err:
@@ -183,28 +313,53 @@ def check_submission(
     image_sizes: image id -> (height, width) of every test image.
     mask passed to on_mask: (H, W) uint8, values 0..num_classes-1.
     The report lists every problem found; members are decoded only when their name, type and declared size
-    are fine, and the walk stops early only for the byte and time budgets (which say so).
+    are fine, and the walk stops early only for the byte and time budgets (which say so).  The time budget
+    rules.time_limit_s starts before the zip is opened: `wall_clock_limit` interrupts the work wherever it
+    is, and `clock` is also read between members.
     """
     report = SubmissionReport()
+    progress = ["while opening the zip (reading its list of members)"]
+    try:
+        with wall_clock_limit(rules.time_limit_s):
+            _check(zip_path, image_sizes, rules, on_mask, clock() + rules.time_limit_s, clock, report,
+                   progress)
+    except TimeLimitExceeded:
+        report.problems.append(Problem(None, f"time limit of {rules.time_limit_s:g} s exceeded "
+                                             f"{progress[-1]}; stopped"))
+    return report
+
+
+def _check(zip_path, image_sizes, rules: Rules, on_mask, deadline: float, clock, report: SubmissionReport,
+           progress: list[str]) -> None:
+    """The walk of check_submission; `progress[-1]` says where it is, for a time-limit message."""
     problems = report.problems
-    deadline = clock() + rules.time_limit_s
+
+    def out_of_time() -> bool:
+        if clock() <= deadline:
+            return False
+        problems.append(Problem(None, f"time limit of {rules.time_limit_s:g} s exceeded {progress[-1]}; "
+                                      "stopped"))
+        return True
 
     size = os.path.getsize(zip_path)
     if size > rules.max_zip_bytes:
         problems.append(Problem(None, f"the zip file is {size} bytes; the limit is {rules.max_zip_bytes}"))
-        return report
+        return
     directory = central_directory_size(zip_path)
     directory_limit = rules.max_members * DIRECTORY_BYTES_PER_MEMBER + 65536
     if directory is not None and directory > directory_limit:
         problems.append(Problem(None, f"the zip's list of members is {directory} bytes; {rules.max_members} "
                                       f"members need at most {directory_limit} (too many members)"))
-        return report
+        return
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
             NotImplementedError) as err:
         problems.append(Problem(None, f"corrupt or not a zip file ({type(err).__name__}: {err})"))
-        return report
+        return
+    if out_of_time():
+        archive.close()
+        return
 
     with archive:
         infos = archive.infolist()
@@ -216,12 +371,11 @@ def check_submission(
         if declared > rules.max_total_bytes:
             problems.append(Problem(None, f"the members declare {declared} bytes in total; the limit is "
                                           f"{rules.max_total_bytes}"))
-            return report
+            return
         for position, info in enumerate(readable):
-            if clock() > deadline:
-                problems.append(Problem(None, f"time limit of {rules.time_limit_s:g} s exceeded after "
-                                              f"{position} of {len(readable)} members; stopped"))
-                return report
+            progress.append(f"after {position} of {len(readable)} members")
+            if out_of_time():
+                return
             budget = min(rules.max_member_bytes, rules.max_total_bytes - report.bytes_read)
             try:
                 with archive.open(info) as stream:
@@ -231,7 +385,7 @@ def check_submission(
                 if budget < rules.max_member_bytes:
                     problems.append(Problem(None, f"the members inflate past the total limit of "
                                                   f"{rules.max_total_bytes} bytes; stopped reading"))
-                    return report
+                    return
                 problems.append(Problem(info.filename, f"inflates past {budget} bytes although it declares "
                                                        f"{info.file_size}; not read further"))
                 continue
@@ -248,7 +402,6 @@ def check_submission(
             report.members_checked += 1
             if not problems:  # once rejected, decoding continues only to find the other problems
                 on_mask(image_id, mask)
-    return report
 
 
 def _check_names(infos, image_sizes, rules: Rules, problems: list[Problem]) -> list[zipfile.ZipInfo]:

@@ -1,14 +1,12 @@
-"""The hidden test labels, their public/private split, and setting up a competition from a dataset.
+"""The hidden test labels and their public/private split: the truth folder that the scorer reads.
 
-Competition folder written by `prepare_competition` (the instructor keeps `truth/` to themselves):
+Truth folder, written by segkit.competition.prepare (the instructor keeps it to themselves):
 
     COMP/truth/masks/<image_id>.png   the held-back test masks (class indices, 255 = void), to look at
     COMP/truth/masks.npy              the same masks decoded once: all pixels, uint8, image after image in
                                       sorted id order, each row-major; this is what the scorer reads
     COMP/truth/test_set.json          {"seed", "public_fraction", "public": [ids], "private": [ids],
                                        "sizes": {id: [height, width]}}
-    COMP/board/                       the board (see segkit.competition.board) and competition.json
-    COMP/sample_submission.zip        an all-background submission that the scorer accepts
 
 The split is `random.Random(seed).shuffle` of the sorted test ids, the first round(fraction × n) being public:
 the same seed always gives the same split, and without the seed (or test_set.json) nobody can tell which
@@ -25,17 +23,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from segkit.competition.board import Board
-from segkit.competition.rules import Rules, default_size_limits
-from segkit.data import VOC_CLASSES, VOID_INDEX, read_mask, write_mask
 
 TEST_SET_FILE = "test_set.json"
 PIXELS_FILE = "masks.npy"
@@ -118,73 +109,3 @@ def pixel_offsets(sizes: dict[str, tuple[int, int]]) -> dict[str, int]:
         height, width = sizes[image_id]
         position += height * width
     return offsets
-
-
-def prepare_competition(data_dir: str | os.PathLike, out_dir: str | os.PathLike, *, seed: int | None = None,
-                        public_fraction: float = 0.5, class_names: tuple[str, ...] = VOC_CLASSES,
-                        daily_limit: int = 5, final_count: int = 2, ladder_margin: float | None = None,
-                        time_limit_s: float = 300.0) -> dict:
-    """Make a competition folder (layout in the module docstring) from a dataset with held-back test labels.
-
-    data_dir must hold `VOCdevkit/VOC2012/ImageSets/Segmentation/test.txt` (the test ids) and
-    `test-labels/<id>.png` (their masks), as `segkit data shapes` writes them.  seed=None draws a fresh random
-    seed (printed by the script and stored in truth/test_set.json).  Returns a summary dict.
-    """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    id_file = data_dir / TEST_LIST
-    if not id_file.is_file():
-        raise TruthError(f"{id_file} not found: the dataset needs a test split list (one image id per line)")
-    ids = [line.strip() for line in id_file.read_text().splitlines() if line.strip()]
-    if len(set(ids)) != len(ids):
-        raise TruthError(f"{id_file}: some image ids appear more than once")
-    if (out_dir / "truth").exists() or (out_dir / "board").exists():
-        raise TruthError(f"{out_dir} already holds a competition (truth/ or board/); choose another --out")
-    if seed is None:
-        seed = secrets.randbelow(2**31)
-    public, private = split_ids(ids, seed, public_fraction)
-    num_classes = len(class_names)
-
-    masks_dir = out_dir / "truth" / "masks"
-    masks_dir.mkdir(parents=True)
-    sizes = {}
-    for image_id in ids:
-        source = data_dir / "test-labels" / f"{image_id}.png"
-        mask = read_mask(source)  # FileNotFoundError / ValueError name the file
-        bad = (mask >= num_classes) & (mask != VOID_INDEX)
-        if bad.any():
-            values = np.unique(mask[bad]).tolist()
-            raise TruthError(f"{source}: values {values} are neither a class index 0..{num_classes - 1} "
-                             f"nor void ({VOID_INDEX})")
-        write_mask(masks_dir / f"{image_id}.png", mask)
-        sizes[image_id] = mask.shape
-    # second pass: the decoded pixels, written straight into the file (never all in memory at once)
-    offsets = pixel_offsets(sizes)
-    pixels = np.lib.format.open_memmap(out_dir / "truth" / PIXELS_FILE, mode="w+", dtype=np.uint8,
-                                       shape=(sum(h * w for h, w in sizes.values()),))
-    for image_id, (height, width) in sizes.items():
-        start = offsets[image_id]
-        pixels[start:start + height * width] = read_mask(masks_dir / f"{image_id}.png").ravel()
-    pixels.flush()
-    del pixels
-    test_set = {"seed": seed, "public_fraction": public_fraction, "public": public, "private": private,
-                "sizes": {key: list(size) for key, size in sorted(sizes.items())}}
-    (out_dir / "truth" / TEST_SET_FILE).write_text(json.dumps(test_set, indent=1) + "\n")
-
-    rules = Rules(num_classes=num_classes, class_names=tuple(class_names), daily_limit=daily_limit,
-                  final_count=final_count, ladder_margin=ladder_margin, time_limit_s=time_limit_s,
-                  **default_size_limits(list(sizes.values())))
-    Board.create(out_dir / "board", rules)
-    sample = write_sample_submission(out_dir / "sample_submission.zip", sizes)
-    return {"seed": seed, "public": len(public), "private": len(private), "truth": out_dir / "truth",
-            "board": out_dir / "board", "sample_submission": sample, "rules": rules}
-
-
-def write_sample_submission(path: str | os.PathLike, sizes: dict[str, tuple[int, int]]) -> Path:
-    """An all-background submission: one palette PNG of zeros per test image, zipped flat as `<id>.png`."""
-    path = Path(path)
-    with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for image_id, (height, width) in sorted(sizes.items()):
-            png = Path(scratch) / f"{image_id}.png"
-            write_mask(png, np.zeros((height, width), dtype=np.uint8))
-            zipped.write(png, arcname=f"{image_id}.png")
-    return path

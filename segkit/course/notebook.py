@@ -59,7 +59,6 @@ class CourseSetup:
         None = whole epochs.
     device: the fastest device here: "cuda" when an NVIDIA GPU is available, else "mps" on an Apple-silicon
         GPU, else "cpu" (segkit.inference.default_device).
-    test_labels: the shapes set's held-back test masks (for the competition session); None for VOC.
     """
 
     size: str
@@ -73,7 +72,6 @@ class CourseSetup:
     epochs: int
     max_steps: int | None
     device: str
-    test_labels: Path | None
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -119,12 +117,12 @@ def setup_notebook(size: str | None = None, seed: int = 0) -> CourseSetup:
     data_root = paths.data_root()
     voc = None if quick else find_voc(data_root)
     if voc is not None:
-        dataset, root, test_labels = "voc", voc, None
+        dataset, root = "voc", voc
         reason = f"found PASCAL VOC-2012 in {voc}"
         sizes = VOC_SIZES[size]
     else:
         shapes_dir, generated = ensure_shapes(data_root / "shapes")
-        dataset, root, test_labels = "shapes", shapes_dir, shapes_dir / "test-labels"
+        dataset, root = "shapes", shapes_dir
         if quick:
             reason = "quick size: small synthetic dataset, tiny sizes"
         else:
@@ -148,7 +146,6 @@ def setup_notebook(size: str | None = None, seed: int = 0) -> CourseSetup:
         epochs=epochs,
         max_steps=max_steps,
         device=device,
-        test_labels=test_labels,
     )
     steps = "whole epochs" if max_steps is None else f"at most {max_steps} batches per epoch"
     print(f"dataset: {dataset} ({root}) -- {reason}")

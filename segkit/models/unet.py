@@ -90,14 +90,20 @@ class Up(nn.Module):
         return self.conv(torch.cat([skip, up], dim=1))
 
 
+MAX_DEPTH = 8  # a stride of 256: more would need inputs of over 512 pixels for a 2x2 bottleneck
+MAX_BASE_CHANNELS = 1024  # 16x the paper's 64
+
+
 class UNet(nn.Module):
     """UNet for semantic segmentation.
 
     Args:
         num_classes: number of output channels (logits).
         in_channels: image channels (3 for RGB).
-        base_channels: width ``c`` of the first level; level ``i`` has ``c·2^i`` channels.
-        depth: number of 2x downsamplings (4 in the paper). The deepest features have stride ``2^depth``.
+        base_channels: width ``c`` of the first level, 1..MAX_BASE_CHANNELS; level ``i`` has ``c·2^i``
+            channels.
+        depth: number of 2x downsamplings (4 in the paper), 1..MAX_DEPTH. The deepest features have stride
+            ``2^depth``.
         upsampling: ``"transposed"`` (learned 2x2 transposed conv) or ``"bilinear"`` (fixed resize, half the
             channels in the lower levels).
 
@@ -124,6 +130,12 @@ class UNet(nn.Module):
             raise ValueError(
                 f"UNet: depth, base_channels and num_classes must be >= 1, got depth={depth}, "
                 f"base_channels={base_channels}, num_classes={num_classes}"
+            )
+        if depth > MAX_DEPTH or base_channels > MAX_BASE_CHANNELS:
+            raise ValueError(
+                f"UNet: depth must be <= {MAX_DEPTH} and base_channels <= {MAX_BASE_CHANNELS}, got "
+                f"depth={depth}, base_channels={base_channels}: the bottleneck has base_channels x 2^depth "
+                f"channels ({base_channels * 2**depth:,} here) and about 9 x that squared weights"
             )
         factor = 2 if upsampling == "bilinear" else 1
         widths = [base_channels * 2**level for level in range(depth + 1)]  # c, 2c, ..., c·2^depth

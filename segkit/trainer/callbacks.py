@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save
+from .checkpoint import copy_checkpoint
 
 
 class Callback:
@@ -226,6 +226,9 @@ class Checkpointer(Callback):
     """Saves `last.pt` every epoch (and every `every_steps` optimizer steps), `best.pt` when the monitored
     validation metric improves, and keeps the newest `keep_last_k` history files `step-00001234.pt`.
 
+    Only good checkpoints are written: the model's parameters and buffers are checked finite first
+    (`Trainer.check_finite_model`, which stops training otherwise). A history file is a copy of last.pt,
+    an independent file, so damage to one (a truncation in place, a flipped bit) leaves the other intact.
     All processes build the checkpoint (the RNG states of every rank are gathered), rank 0 writes it.
     The Trainer makes it from its options (train.checkpoint_every_steps, train.keep_last_k,
     train.best_metric; mode "min" for the loss, else "max"), whose defaults live in segkit.config.
@@ -253,27 +256,25 @@ class Checkpointer(Callback):
             return
         value = monitored_value(metrics, self.metric)
         if is_better(value, self.best, self.mode):
+            trainer.check_finite_model("best.pt")
             self.best = value
             state = trainer.checkpoint_state()
             if trainer.is_main:
-                atomic_save(state, Path(trainer.run_dir) / "best.pt")
+                trainer.write_checkpoint(state, "best.pt")
 
     def on_epoch_end(self, trainer) -> None:
         self.save(trainer)
 
     def save(self, trainer) -> None:
+        trainer.check_finite_model("last.pt")
         state = trainer.checkpoint_state()
         if not trainer.is_main:
             return
         run_dir = Path(trainer.run_dir)
-        last = atomic_save(state, run_dir / "last.pt")
+        last = trainer.write_checkpoint(state, "last.pt")
         if self.keep_last_k > 0:
             history = run_dir / f"step-{trainer.step:08d}.pt"
-            history.unlink(missing_ok=True)
-            try:  # a second name for the same file: no second write (the next last.pt is a new file)
-                os.link(last, history)
-            except OSError:  # file systems without hard links
-                atomic_save(state, history)
+            trainer.kept_on_failure(lambda: copy_checkpoint(last, history))
             for old in sorted(run_dir.glob("step-*.pt"))[: -self.keep_last_k]:
                 old.unlink(missing_ok=True)
 

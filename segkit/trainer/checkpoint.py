@@ -1,6 +1,6 @@
-"""Checkpoints: written atomically, holding only tensors and plain Python types.
+"""Checkpoints: written atomically, holding only tensors and plain Python types, with a checksum.
 
-A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Two rules make it trustworthy:
+A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Four rules make it trustworthy:
 
 1. **Atomic write.** `atomic_save` writes to a temporary file in the same folder, flushes it, `fsync`s it,
    then `os.replace`s it over the target and `fsync`s the folder. A process killed at any moment leaves
@@ -10,6 +10,14 @@ A checkpoint is a plain dict (see `Trainer.checkpoint_state` for its keys). Two 
    loads with `torch.load(weights_only=True)`, which refuses to run arbitrary pickled code. (It is still no
    sandbox: never load a `.pt` file you did not write yourself.) That is why random-number-generator states
    are converted to tensors and lists here instead of being pickled as numpy objects.
+3. **Checksum.** `save_checkpoint` stores under "checksum" the SHA-256 of the dict's tensors (names,
+   shapes, bytes: `state_digest`); `load_checkpoint` computes it again and refuses a file
+   whose contents changed since it was written (a flipped bit, a bad copy) with CheckpointDamaged naming
+   the file. torch.load alone would load a flipped byte inside a weight silently.
+4. **Room first.** `save_checkpoint` compares the checkpoint's size (its tensors' bytes, plus a margin) with
+   the free space of the file system before writing, and turns a write that fails on a full disk into a
+   DiskFullError naming the path, the bytes needed and the bytes free; the previous file stays in place
+   (rule 1).
 
 Run folders are never emptied: `archive_run_folder` (resume="restart") and `set_aside_after_best`
 (resume="best") *move* what they replace into `<run folder>/archive/<date-time>/` (a rename: the same bytes,
@@ -18,6 +26,8 @@ no copy of large files), so an archived run can still be evaluated or compared.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import random
 import secrets
@@ -28,8 +38,128 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segkit.errors import StopError
+
+from .lock import LOCK_NAME
+
 TEMP_SUFFIX = ".tmp"
 ARCHIVE_FOLDER = "archive"
+CHECKSUM_KEY = "checksum"
+SIZE_MARGIN = 64 * 1024  # bytes a checkpoint may take beyond its tensors (pickled values, zip records)
+
+
+class CheckpointDamaged(RuntimeError):
+    """A checkpoint file whose contents no longer match the checksum stored in it."""
+
+
+class DiskFullError(StopError):
+    """A checkpoint did not fit on its file system; the previous file under that name is intact."""
+
+    def __init__(self, path: Path, needed: int, free: int):
+        self.path, self.needed, self.free = path, needed, free
+        super().__init__(f"disk full: writing {path} needs about {format_bytes(needed)} and "
+                         f"{format_bytes(free)} are free on its file system")
+
+
+def format_bytes(count: int) -> str:
+    """'1.5 MB (1,523,456 bytes)'."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit} ({count:,} bytes)"
+    return f"{count:,} bytes"
+
+
+def state_digest(obj) -> str:
+    """SHA-256 of the tensors of a checkpoint dict: for each tensor, in a fixed order, its place in the dict
+    (the keys leading to it, e.g. "model/0.weight"), dtype, shape and raw bytes (moved to the CPU, made
+    contiguous).
+
+    The walk follows dict entries in their order (kept by pickling) and lists and tuples in order. Plain
+    values (the config, the epoch, the metrics) are not part of it: a damaged pickle of them fails to load
+    anyway, and a config edited by hand (a moved data.root) stays loadable; the tensors are what torch.load
+    would load silently when damaged.
+    """
+    digest = hashlib.sha256()
+
+    def walk(value, place: str) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{place}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{place}/{key}")
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(item, f"{place}/{index}")
+
+    walk({k: v for k, v in obj.items() if k != CHECKSUM_KEY}, "")
+    return digest.hexdigest()
+
+
+def checkpoint_bytes(obj) -> int:
+    """About the size of `torch.save(obj)`: the bytes of its tensors plus SIZE_MARGIN."""
+    total = SIZE_MARGIN
+
+    def walk(value) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(obj)
+    return total
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write a checkpoint: `state` plus its checksum, atomically, after checking that it fits.
+
+    Raises DiskFullError (the previous file under `path` is kept) when the file system has less free space
+    than the checkpoint needs, or when the write fails on a full disk.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {**state, CHECKSUM_KEY: {"sha256": state_digest(state)}}
+    needed = checkpoint_bytes(state)
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise DiskFullError(path, needed, free)
+    try:
+        return atomic_save(state, path)
+    except Exception as error:
+        free = shutil.disk_usage(path.parent).free
+        if free < needed or _is_disk_full(error):
+            raise DiskFullError(path, needed, free) from error
+        raise
+
+
+def copy_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy a checkpoint file to `path` (a second, independent file), with the checks of save_checkpoint."""
+    path = Path(path)
+    needed = Path(source).stat().st_size
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise DiskFullError(path, needed, free)
+    try:
+        return atomic_copy(source, path)
+    except OSError as error:
+        if _is_disk_full(error):
+            raise DiskFullError(path, needed, shutil.disk_usage(path.parent).free) from error
+        raise
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """ENOSPC anywhere in the chain of causes (torch's zip writer reports it as 'unexpected pos')."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
@@ -79,17 +209,31 @@ def fsync_directory(folder: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by `atomic_save` with `torch.load(weights_only=True)`."""
+    """Load a checkpoint with `torch.load(weights_only=True)` and verify its checksum (when it has one:
+    files written by `save_checkpoint` do; a dict saved with torch.save by hand does not).
+
+    Raises RuntimeError for a file torch cannot read and CheckpointDamaged (a RuntimeError) for one whose
+    contents do not match their checksum; both name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         raise RuntimeError(
             f"cannot load checkpoint {path}: {error}. segkit checkpoints hold only tensors and plain types "
             "and load with torch.load(weights_only=True); a file that fails is damaged or not from segkit."
         ) from error
+    stored = state.get(CHECKSUM_KEY) if isinstance(state, dict) else None
+    if stored is not None:
+        computed = state_digest(state)
+        written = stored.get("sha256") if isinstance(stored, dict) else stored
+        if written != computed:
+            raise CheckpointDamaged(
+                f"checkpoint {path} is damaged: its contents do not match the SHA-256 checksum stored in it "
+                f"when it was written (stored {str(written)[:16]}..., now {computed[:16]}...); use another "
+                "checkpoint of the run (step-*.pt, best.pt)")
+    return state
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
@@ -147,12 +291,14 @@ def new_archive_folder(run_dir: str | os.PathLike) -> Path:
 def archive_run_folder(run_dir: str | os.PathLike) -> Path | None:
     """Move everything in `run_dir` (except its archive/ folder) into a new `run_dir/archive/<date-time>/`.
 
-    Used by resume="restart". Every file keeps its bytes (it is renamed, not copied or rewritten), and
-    the archived folder is a complete run folder again (config.yaml, metrics.csv, last.pt, best.pt, ...).
+    Used by resume="restart". The run folder's lock stays. Every file keeps its bytes (it is renamed, not
+    copied or rewritten), and the archived folder is a complete run folder again (config.yaml,
+    metrics.csv, last.pt, best.pt, ...).
     Returns the archive folder, or None when there was nothing to move.
     """
     run_dir = Path(run_dir)
-    entries = sorted(p for p in run_dir.iterdir() if p.name != ARCHIVE_FOLDER) if run_dir.is_dir() else []
+    entries = sorted(p for p in run_dir.iterdir() if p.name not in (ARCHIVE_FOLDER, LOCK_NAME)) \
+        if run_dir.is_dir() else []
     if not entries:
         return None
     archive = new_archive_folder(run_dir)
@@ -178,7 +324,7 @@ def set_aside_after_best(run_dir: str | os.PathLike, best_step: int) -> Path:
         if path.is_file():
             path.rename(archive / path.name)
     for path in sorted(run_dir.iterdir()):
-        if path.is_file() and path.suffix != ".pt":
+        if path.is_file() and path.suffix != ".pt" and path.name != LOCK_NAME:
             shutil.copy2(path, archive / path.name)
     atomic_copy(run_dir / "best.pt", run_dir / "last.pt")
     return archive

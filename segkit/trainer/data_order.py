@@ -197,3 +197,25 @@ def sharded_eval_loader(
     sampler = ShardSampler(len(dataset), rank=rank, world_size=world_size)
     options["drop_last"] = False  # evaluation sees every sample
     return DataLoader(dataset, sampler=sampler, generator=torch.Generator().manual_seed(0), **options)
+
+
+def batch_sample_indices(loader: DataLoader, position: int) -> list[int]:
+    """The dataset indices in batch `position` (0-based, of the epoch set on its EpochSampler) of a loader
+    made by `seeded_train_loader`."""
+    size = loader.batch_size
+    return loader.sampler.epoch_indices()[position * size : (position + 1) * size]
+
+
+def describe_sample(dataset: Dataset, index: int) -> str:
+    """Where sample `index` of `dataset` comes from: 'mask file <path>' when a reader below the wrappers
+    (SeededSamples, Subset, a cache's `source`) has `mask_path`, else 'sample <index>'."""
+    while True:
+        if isinstance(dataset, Subset):
+            dataset, index = dataset.dataset, dataset.indices[index]
+        elif hasattr(dataset, "mask_path") and dataset.mask_path(index) is not None:
+            return f"mask file {dataset.mask_path(index)}"
+        elif (inner := getattr(dataset, "dataset", None) or getattr(dataset, "source", None)) is not None:
+            dataset = inner
+        else:
+            return f"sample {index}"
+

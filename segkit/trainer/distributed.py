@@ -114,6 +114,13 @@ def broadcast_object(obj):
     return box[0]
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running mean and variance, ...) into `module` on every rank."""
+    if is_active():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     """Wait until every process reaches this line (a no-op without DDP)."""
     if is_active():

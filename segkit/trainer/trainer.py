@@ -27,8 +27,10 @@ averages the processes (SyncBatchNorm shares the statistics of the processes' ba
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,7 +42,8 @@ from torch import nn
 
 from segkit.config import train_options
 from segkit.data.masks import VOID_INDEX
-from segkit.inference import autocast, default_device, evaluate, to_device
+from segkit.errors import StopError
+from segkit.inference import autocast, evaluate, resolve_device, to_device
 from segkit.paths import runs_root
 
 from . import distributed
@@ -54,23 +57,32 @@ from .callbacks import (
     tensorboard_available,
 )
 from .checkpoint import (
+    DiskFullError,
     archive_run_folder,
     capture_rng_state,
     existing_checkpoints,
     find_resume_checkpoint,
+    format_bytes,
     load_checkpoint,
     remove_stale_temp_files,
     restore_rng_state,
+    save_checkpoint,
     set_aside_after_best,
 )
-from .data_order import seeded_train_loader, sharded_eval_loader
+from .data_order import batch_sample_indices, describe_sample, seeded_train_loader, sharded_eval_loader
+from .lock import RunFolderLock, RunFolderLocked
 from .options import check_class_names, resume_mode
 
 CHECKPOINT_FORMAT = 1
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the model was not updated with it."""
+class NonFiniteLossError(StopError):
+    """Training diverged: the loss became NaN or infinite (the model was not updated with it), or, as the
+    subclass NonFiniteWeightsError, the model's weights or buffers did."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The model's parameters or buffers hold NaN or infinite values: no checkpoint was written of them."""
 
 
 def plain_metrics(metrics: dict) -> dict:
@@ -152,9 +164,14 @@ class Trainer:
         device = options.device
 
         # Where this process stands, and the device it computes on.
-        if str(device) == "auto":
-            device = default_device()
-        self.device = torch.device(device)
+        try:
+            self.device = resolve_device(device)
+        except ValueError as error:
+            raise ValueError(f"train.device: {error}") from None
+        if options.sync_batchnorm and self.device.type != "cuda":
+            raise ValueError(f"train.sync_batchnorm: SyncBatchNorm needs CUDA devices (it synchronises "
+                             f"through NCCL) and this run's device is {self.device.type}; leave it off: each "
+                             "process then keeps its own BatchNorm statistics and evaluation uses rank 0's")
         self.dist = distributed.init_distributed(self.device.type)
         if self.dist.is_distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -209,6 +226,8 @@ class Trainer:
         self.fitting = False
         self.epoch_finished = False
         self.auto_chunk = None  # micro-batch size found by micro_batch_size="auto"
+        self.last_good = None  # (path, step) of the newest checkpoint written or resumed from
+        self.lock = RunFolderLock(self.run_dir)
 
         self.callbacks = [ProgressBar()] if options.progress_bar else []
         self.callbacks.append(CSVLogger())
@@ -240,9 +259,15 @@ class Trainer:
                 self.epoch_loss_sum, self.epoch_steps = 0.0, 0
         except BaseException as error:
             self.fire("on_exception", error)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = format_bytes(shutil.disk_usage(self.run_dir).free)
+                raise StopError(f"disk full: cannot write {error.filename or 'a file'} ({free} free on the "
+                                f"run folder's file system); training stopped and {self.kept_checkpoint()}. "
+                                "Free some space (or move run.dir) and resume with --resume") from error
             raise
         finally:
             self.fitting = False
+            self.lock.release()
         self.fire("on_fit_end")
         return self.val_metrics
 
@@ -312,6 +337,7 @@ class Trainer:
 
         Piece weight = its non-void pixels / the step's non-void pixels (see the module docstring).
         """
+        self.check_mask_values(batches)
         pieces = []  # (batch index, images, masks)
         for index, (images, masks) in enumerate(batches):
             size = chunk or len(images)
@@ -339,34 +365,93 @@ class Trainer:
             losses = distributed.all_reduce_sum(losses) / self.dist.world_size
         return losses.tolist()
 
+    def check_mask_values(self, batches: list) -> None:
+        """Every mask value must be a class index (0 .. num_classes - 1) or the void label; otherwise raise
+        ValueError naming the value and the mask file it came from (the loss would fail on it with a
+        message about a tensor, or silently index past its classes)."""
+        for index, (_, masks) in enumerate(batches):
+            bad = ((masks < 0) | (masks >= self.num_classes)) & (masks != self.ignore_index)
+            if not bool(bad.any()):
+                continue
+            row = int(bad.flatten(1).any(1).nonzero()[0]) if masks.dim() > 1 else 0
+            values = sorted({int(v) for v in masks[row][bad[row]].unique()})
+            position = self.batches_done + index
+            sample = batch_sample_indices(self.train_loader, position)[row]
+            where = describe_sample(self.train_loader.dataset, sample)
+            raise ValueError(
+                f"mask value{'s' if len(values) > 1 else ''} {', '.join(map(str, values[:5]))} in {where} "
+                f"(training sample {sample}): masks must hold class indices 0..{self.num_classes - 1} or the "
+                f"void label {self.ignore_index} (data.ignore_index)")
+
     def check_finite(self, batch_losses: list[float]) -> None:
         """Stop with an error naming the step and the batch when a loss is NaN or infinite."""
         for index, value in enumerate(batch_losses):
             if not math.isfinite(value):
                 self.optimizer.zero_grad(set_to_none=True)
                 batch = self.batches_done + index
-                last = Path(self.run_dir) / "last.pt"
-                kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint yet"
                 where = f"step {self.step}, epoch {self.epoch}, batch {batch} of the epoch (counted from 0)"
                 raise NonFiniteLossError(
                     f"the loss is {value} at {where}; training stopped without applying this update and "
-                    f"{kept}. Try a lower learning rate, gradient clipping (clip_grad_norm) or bf16 "
-                    "instead of fp16."
+                    f"{self.kept_checkpoint()}. Try a lower learning rate, gradient clipping "
+                    "(clip_grad_norm) or bf16 instead of fp16."
                 )
+
+    def check_finite_model(self, name: str) -> None:
+        """Before a checkpoint `name` is written: every parameter and buffer of the model must be finite
+        (a BatchNorm running_var can become inf while the loss is still finite). Otherwise raise
+        NonFiniteWeightsError naming the first tensors at fault and the last good checkpoint, on every
+        process (a tensor at fault on any rank stops them all)."""
+        bad = [key for key, tensor in self.model.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        count = distributed.all_reduce_sum(torch.tensor([len(bad)], device=self.device))
+        if int(count.item()) == 0:
+            return
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteWeightsError(
+            f"at step {self.step} the model holds non-finite values ({len(bad)} tensors on this process: "
+            f"{shown or 'on another process'}); {name} was not written, training stopped and "
+            f"{self.kept_checkpoint()}. Try a lower learning rate or gradient clipping (clip_grad_norm).")
+
+    def kept_checkpoint(self) -> str:
+        """'the last good checkpoint runs/x/last.pt (step 12) is kept', or that there is none."""
+        if self.last_good is None:
+            return "no checkpoint was written yet"
+        path, step = self.last_good
+        return f"the last good checkpoint {path} (step {step}) is kept"
+
+    def write_checkpoint(self, state: dict, name: str) -> Path:
+        """save_checkpoint(state, run_dir / name) (checksum, room checked, atomic); a full disk stops the
+        run with one line naming the path, the bytes needed and free, and the checkpoint that is kept."""
+        path = self.kept_on_failure(lambda: save_checkpoint(state, self.run_dir / name))
+        if name == "last.pt":
+            self.last_good = (path, self.step)
+        return path
+
+    def kept_on_failure(self, write):
+        """`write()`, with the kept checkpoint added to the message of a DiskFullError."""
+        try:
+            return write()
+        except DiskFullError as error:
+            raise StopError(f"{error}; it was not written, training stopped and {self.kept_checkpoint()}. "
+                            "Free some space (or move run.dir) and resume with --resume") from error
 
     # ----------------------------------------------------------------------------------- evaluation
 
     def evaluate(self, loader: torch.utils.data.DataLoader | None = None) -> dict:
         """segkit.inference.evaluate of the model on `loader` (default: the validation loader), with this
         run's loss, void label, mixed precision and limit_batches; every process evaluates its shard and the
-        counts are summed. Returns the metrics (ConfusionMatrix.compute() plus "loss"), keeps the
-        ConfusionMatrix as `trainer.confusion`, and fires on_evaluate_end."""
+        counts are summed. Under DDP the buffers of rank 0 (BatchNorm running statistics, which DDP does not
+        average: each rank updates its own with its own batches) are first copied to every rank, so the
+        metrics are those of rank 0's model, the one the checkpoints hold, exactly what a one-process
+        `segkit evaluate` of the checkpoint gives. Returns the metrics (ConfusionMatrix.compute() plus
+        "loss"), keeps the ConfusionMatrix as `trainer.confusion`, and fires on_evaluate_end."""
         if loader is None:
             if self.val_loader is None:
                 raise ValueError("Trainer.evaluate() needs a loader: this Trainer has no val_loader")
             loader = self.val_loader
         else:
             loader = sharded_eval_loader(loader, self.dist.rank, self.dist.world_size)
+        distributed.broadcast_buffers(self.model)  # every rank evaluates rank 0's model: the one saved
         metrics = evaluate(self.model, loader, self.num_classes, ignore_index=self.ignore_index,
                            loss_fn=self.loss_fn, amp=self.options.amp, channels_last=self.channels_last,
                            max_batches=self.limited(len(loader)))
@@ -470,7 +555,42 @@ class Trainer:
         moment. With nothing changed a deterministic run therefore repeats its later epochs; the point is
         to change something first (more epochs, clip_grad_norm after a divergence, ...). Nothing that came
         after best.pt is lost: `set_aside_after_best` moves it to run_dir/archive/<date-time>/.
+
+        First of all the run folder is locked (lock.py): a second training into the same folder is refused
+        with RunFolderLocked naming the one that holds it; the lock of a training that was killed is taken
+        over. It is released when `fit` ends, however it ends.
         """
+        existed = self.run_dir.is_dir()
+        self.lock_run_folder()
+        try:
+            self.prepare_run_folder(existed)
+        except BaseException:
+            self.lock.release()
+            if not existed and self.is_main:  # leave no empty folder behind a refused start
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()
+            raise
+
+    def lock_run_folder(self) -> None:
+        """Rank 0 creates the run folder and takes its lock; every rank raises RunFolderLocked if it
+        cannot."""
+        problem = None
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                stale = self.lock.acquire()
+            except RunFolderLocked as error:
+                problem = str(error)
+            else:
+                if stale:
+                    print(f"{self.run_dir}: the training that held this folder ({stale}) ended without "
+                          "releasing it (killed?); its lock is taken over")
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            raise RunFolderLocked(problem)
+
+    def prepare_run_folder(self, existed: bool) -> None:
+        """The part of start_run after the lock: check the folder, load or seed, write config.yaml."""
         mode, run_dir = self.resume, self.run_dir
         existing = existing_checkpoints(run_dir)
         if existing and mode is None:
@@ -481,7 +601,7 @@ class Trainer:
                 "or choose a new run folder"
             )
         if mode == "strict" and not existing:
-            where = "is empty" if run_dir.is_dir() else "does not exist"
+            where = "is empty" if existed else "does not exist"
             raise FileNotFoundError(
                 f"resume='strict': nothing to resume in run folder {run_dir}: it {where} (looked for "
                 "last.pt and step-*.pt). Check the run name, or use resume='auto' to start the run"
@@ -500,6 +620,7 @@ class Trainer:
             path, state = find_resume_checkpoint(run_dir)
         if state is not None:
             self.load_state(state, source=str(path))
+            self.last_good = (path, self.step)
         distributed.barrier()  # nobody writes before every process has looked at the folder
         if self.is_main:
             if mode == "restart" and (archive := archive_run_folder(run_dir)) is not None:
@@ -554,6 +675,14 @@ class Trainer:
         if self.options.limit_batches is None:
             return num_batches
         return min(num_batches, self.options.limit_batches)
+
+    def describe_batches(self) -> str:
+        """'global batch 8 = 4 images per process x 2 processes x 1 accumulation step; 3 steps per epoch'."""
+        per_process, world = self.train_loader.batch_size, self.dist.world_size
+        accumulation = self.options.grad_accum_steps
+        return (f"global batch {per_process * world * accumulation} = {per_process} images per process x "
+                f"{world} process{'es' if world > 1 else ''} x {accumulation} accumulation "
+                f"step{'s' if accumulation > 1 else ''}; {self.steps_per_epoch} steps per epoch")
 
     @property
     def epoch_loss(self) -> float:
