@@ -31,13 +31,14 @@ def require_browser_tools(need_marp: bool = False) -> None:
 
 @contextlib.contextmanager
 def browser_page(width: int = 1280, height: int = 720):
-    """One page of a fresh headless Chromium, closed afterwards."""
+    """One page of a fresh headless Chromium, closed afterwards (`page.context.new_page()` opens another
+    tab that shares its storage)."""
     from playwright.sync_api import sync_playwright
 
     require_browser_tools()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            yield browser.new_context(viewport={"width": width, "height": height}).new_page()
         finally:
             browser.close()

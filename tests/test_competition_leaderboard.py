@@ -3,14 +3,11 @@ of final submissions, escaping, and the HTML page rendered in headless Chromium.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser_tools import browser_page
 from test_competition_setup import competition
 
 from segkit.cli.competition import write_leaderboard
@@ -138,58 +135,7 @@ def test_html_escapes_team_names(tmp_path):
 # ---- the page in a real browser ---------------------------------------------------------------------------
 
 
-def find_or_install_chromium() -> str:
-    """The chromium binary; installed from Debian's packages when missing and allowed, else the test skips."""
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get): "
-                    "install the Debian package 'chromium' to run this test")
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(command)} failed: {done.stderr[-300:]})")
-    return shutil.which("chromium") or pytest.skip("apt-get installed chromium but it is not on PATH")
-
-
-def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
-
-
-class TableRows(HTMLParser):
-    """The text of every cell of <table id="leaderboard">'s body, row by row."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows, self.in_body, self.cell = [], False, None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "tbody":
-            self.in_body = True
-        elif tag == "tr" and self.in_body:
-            self.rows.append([])
-        elif tag == "td" and self.in_body:
-            self.cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "tbody":
-            self.in_body = False
-        elif tag == "td" and self.cell is not None:
-            self.rows[-1].append(self.cell.strip())
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell += data
-
-
 def test_html_page_renders_in_headless_chromium_with_the_boards_ranking(tmp_path):
-    binary = find_or_install_chromium()
     board = empty_board(tmp_path / "board")
     fill(board, [*ENTRIES, ("Über Net", 0.69, 0.1)])
     for final, expected in (
@@ -200,12 +146,11 @@ def test_html_page_renders_in_headless_chromium_with_the_boards_ranking(tmp_path
     ):
         write_leaderboard(board.folder, final=final)
         url = (board.folder / "leaderboard.html").resolve().as_uri()
-        done = run_chromium(binary, tmp_path / "profile", "--dump-dom", url)
-        assert done.returncode == 0, done.stderr[-2000:]
-        parser = TableRows()
-        parser.feed(done.stdout)
-        assert [row[:3] for row in parser.rows] == expected
-        shot = tmp_path / f"board-{final}.png"
-        done = run_chromium(binary, tmp_path / "profile", "--window-size=1280,720", f"--screenshot={shot}",
-                            url)
-        assert done.returncode == 0 and shot.read_bytes().startswith(b"\x89PNG"), done.stderr[-2000:]
+        with browser_page() as page:
+            page.goto(url)
+            rows = page.evaluate("() => [...document.querySelectorAll('#leaderboard tbody tr')]"
+                                 ".map((row) => [...row.cells].map((cell) => cell.textContent.trim()))")
+            assert [row[:3] for row in rows] == expected
+            shot = tmp_path / f"board-{final}.png"
+            page.screenshot(path=str(shot))
+        assert shot.read_bytes().startswith(b"\x89PNG")

@@ -1,6 +1,6 @@
 """The competition as a web service, tested against a real server (`segkit competition serve`, a subprocess on
 127.0.0.1 with its scoring workers) through its HTTP API, `segkit submit` and a real headless Chromium
-(Debian's, driven by Selenium through Debian's chromedriver): scores equal an independent computation,
+(Debian's, driven by Playwright): scores equal an independent computation,
 tokens and sizes are enforced, every hostile file of the battery is refused over HTTP with the board
 unchanged, 40 concurrent uploads keep the daily limit exact, a stuck worker stalls nothing, a killed server
 loses nothing, a model checkpoint scores what `segkit predict` + upload scores, and a browser uploads through
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser_tools import browser_page
 from test_competition_hostile import hostile_cases, write_zip
 from test_competition_scoring import reference_metrics
 from test_competition_setup import SIZES, competition, make_competition, noisy, prediction_zip
@@ -429,57 +430,28 @@ def test_hostile_checkpoints_are_refused(served, checkpoint, tmp_path):
 # ---- a real browser ---------------------------------------------------------------------------------------
 
 
-def find_or_install_chromedriver() -> tuple[str, str]:
-    """(chromium, chromedriver) from Debian's packages, installed when missing and allowed, else a skip."""
-    import shutil
-
-    def found():
-        return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-
-    if all(found()):
-        return found()
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium and chromedriver are not installed and cannot be installed here (needs root "
-                    "and apt-get): install the Debian packages 'chromium' and 'chromium-driver'")
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(command)} failed: {done.stderr[-300:]})")
-    if not all(found()):
-        pytest.skip("apt-get installed chromium and chromium-driver but they are not on PATH")
-    return found()
-
-
 @pytest.fixture
-def browser(tmp_path):
-    chromium, chromedriver = find_or_install_chromedriver()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
+def browser():
+    with browser_page(height=900) as page:
+        yield page
 
 
-def wait_for(driver, condition, timeout: float = 60):
-    from selenium.webdriver.support.ui import WebDriverWait
+def wait_until(condition, timeout: float = 60):
+    """The first true value of condition(), polled every 0.2 s (the pages refresh themselves)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            assert value, f"not true after {timeout} s: {condition}"
+            return value
+        time.sleep(0.2)
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
 
-
-def board_rows(driver) -> dict[str, list[str]]:
+def board_rows(page) -> dict[str, list[str]]:
     """team -> the texts of its row's cells, as the page shows them now (read in one script, so the page's
     own refresh cannot replace the rows halfway through)."""
-    rows = driver.execute_script("return [...document.querySelectorAll('#rows tr')]"
-                                 ".map((row) => [...row.cells].map((cell) => cell.textContent));")
+    rows = page.evaluate("() => [...document.querySelectorAll('#rows tr')]"
+                         ".map((row) => [...row.cells].map((cell) => cell.textContent))")
     return {cells[1]: cells for cells in rows}
 
 
@@ -487,59 +459,55 @@ def test_a_browser_uploads_through_the_page_and_watches_the_board_update(served,
     """With nothing but a team's token: paste it, drop a zip on the upload page, see the score; the board in
     another tab shows it without being reloaded, and again after a better submission arrives; the team's
     history shows a file name full of HTML as text."""
-    from selenium.webdriver.common.by import By
-
     comp, server, tokens, _ = served
-    browser.get(server.url + "/")
-    board_tab = browser.current_window_handle
-    browser.execute_script("window.notReloaded = true;")
-    wait_for(browser, lambda d: "Updated at" in d.find_element(By.ID, "updated").text)
-    assert "browser" not in board_rows(browser)
+    board_tab = browser
+    board_tab.goto(server.url + "/")
+    board_tab.evaluate("() => { window.notReloaded = true; }")
+    wait_until(lambda: "Updated at" in board_tab.inner_text("#updated"))
+    assert "browser" not in board_rows(board_tab)
 
     rng = np.random.default_rng(15)
     first = prediction_zip(tmp_path / "first.zip", {i: noisy(comp.masks[i], rng, flip=0.6) for i in SIZES})
-    browser.switch_to.new_window("tab")
-    browser.get(server.url + "/submit")
-    browser.find_element(By.ID, "token").send_keys(tokens["browser"])
-    browser.find_element(By.ID, "file").send_keys(str(first))
-    browser.find_element(By.ID, "send").click()
-    verdict = wait_for(browser, lambda d: d.find_element(By.ID, "verdict").text or None)
+    upload_tab = board_tab.context.new_page()
+    upload_tab.goto(server.url + "/submit")
+    upload_tab.fill("#token", tokens["browser"])
+    upload_tab.set_input_files("#file", str(first))
+    upload_tab.click("#send")
+    verdict = wait_until(lambda: upload_tab.inner_text("#verdict").strip())
     stored = Board(comp.board).submissions("browser")[-1]
     assert verdict == f"Submission #{stored.id}: ACCEPTED", stored.message
-    assert f"Public mIoU: {stored.public_miou:.4f}" in browser.find_element(By.ID, "score").text
-    classes = [row.find_elements(By.TAG_NAME, "td")[0].text
-               for row in browser.find_elements(By.CSS_SELECTOR, "#per-class tbody tr")]
+    assert f"Public mIoU: {stored.public_miou:.4f}" in upload_tab.inner_text("#score")
+    classes = upload_tab.locator("#per-class tbody tr td:first-child").all_inner_texts()
     assert classes and classes[0] == "background"
 
-    browser.switch_to.window(board_tab)
-    wait_for(browser, lambda d: "browser" in board_rows(d))
-    assert board_rows(browser)["browser"][2] == f"{stored.public_miou:.4f}"
+    wait_until(lambda: "browser" in board_rows(board_tab))
+    assert board_rows(board_tab)["browser"][2] == f"{stored.public_miou:.4f}"
     perfect = {i: np.where(m == 255, 0, m).astype(np.uint8) for i, m in comp.masks.items()}
     status, answer = upload(server, tokens["browser"], prediction_zip(tmp_path / "perfect.zip", perfect))
     assert status == 200 and answer["public_miou"] == 1.0
-    wait_for(browser, lambda d: board_rows(d)["browser"][2] == "1.0000")
-    assert board_rows(browser)["browser"][0] == "1"  # first place now
-    assert browser.execute_script("return window.notReloaded === true;")  # updated in place, never reloaded
+    wait_until(lambda: board_rows(board_tab)["browser"][2] == "1.0000")
+    assert board_rows(board_tab)["browser"][0] == "1"  # first place now
+    assert board_tab.evaluate("() => window.notReloaded === true")  # updated in place, never reloaded
     shot = tmp_path / "board.png"
-    assert browser.save_screenshot(str(shot)) and shot.read_bytes().startswith(b"\x89PNG")
+    board_tab.screenshot(path=str(shot))
+    assert shot.read_bytes().startswith(b"\x89PNG")
 
     evil = "<img src=x onerror=alert(1)>"
     hostile = write_zip(tmp_path / f"{evil}.zip", [(f"{evil}.png", b"x")])
-    browser.switch_to.new_window("tab")
-    browser.get(server.url + "/submit")  # the token is remembered by this browser
-    assert browser.find_element(By.ID, "token").get_attribute("value") == tokens["browser"]
-    browser.find_element(By.ID, "file").send_keys(str(hostile))
-    browser.find_element(By.ID, "send").click()
-    wait_for(browser, lambda d: "REJECTED" in d.find_element(By.ID, "verdict").text)
-    problems = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#problems li")]
+    again = board_tab.context.new_page()
+    again.goto(server.url + "/submit")  # the token is remembered by this browser
+    assert again.input_value("#token") == tokens["browser"]
+    again.set_input_files("#file", str(hostile))
+    again.click("#send")
+    wait_until(lambda: "REJECTED" in again.inner_text("#verdict"))
+    problems = again.locator("#problems li").all_inner_texts()
     assert f"{evil}.png: extra member: no test image has id '{evil}'" in problems
-    browser.get(server.url + "/team")
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 3)
-    names = [row.find_elements(By.TAG_NAME, "td")[2].text
-             for row in browser.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+    again.goto(server.url + "/team")
+    wait_until(lambda: again.locator("#history tbody tr").count() == 3)
+    names = again.locator("#history tbody tr td:nth-child(3)").all_inner_texts()
     assert names == [hostile.name, "perfect.zip", "first.zip"]
-    assert browser.execute_script("return document.querySelectorAll('img').length;") == 0
-    assert browser.find_element(By.ID, "team-name").text == "browser"
+    assert again.evaluate("() => document.querySelectorAll('img').length") == 0
+    assert again.inner_text("#team-name") == "browser"
 
 
 def test_instructor_closes_and_the_final_board_becomes_public(served, tmp_path):

@@ -89,3 +89,12 @@ def test_deck_shows_the_lecture(lecture, decks, page):
 def test_index_links_every_deck(decks):
     index = (next(iter(decks.values())).parent / "index.html").read_text()
     assert re.findall(r'href="([^"]+)\.html"', index) == [path.stem for path in LECTURES]
+
+
+def test_the_syllabus_quotes_each_lectures_slide_count():
+    """lectures/syllabus.md plans each session's theory half by its deck's slides: the counts it quotes are
+    the decks' counts."""
+    syllabus = (REPO / "lectures" / "syllabus.md").read_text()
+    quoted = dict(re.findall(r"### Session (\w+) — .*?\(([0-9]+) slides\)", syllabus, flags=re.DOTALL))
+    counted = {path.name.split("_")[0].lstrip("0"): expected_slides(path.read_text()) for path in LECTURES}
+    assert {session: int(count) for session, count in quoted.items()} == counted
