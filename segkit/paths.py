@@ -138,20 +138,11 @@ def notebook_size(explicit: str | None = None) -> str:
     elif os.environ.get("SEGKIT_SIZE", "").strip():
         size, source = os.environ["SEGKIT_SIZE"].strip().lower(), "$SEGKIT_SIZE"
     else:
-        return "quick" if _quick_env() else "full"
+        quick = os.environ.get("SEGKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+        return "quick" if quick else "full"
     if size not in NOTEBOOK_SIZES:
         raise ValueError(f"{source} = {size!r}: expected one of {', '.join(NOTEBOOK_SIZES)}")
     return size
-
-
-def _quick_env() -> bool:
-    return os.environ.get("SEGKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def is_quick() -> bool:
-    """True in quick mode: SEGKIT_SIZE=quick, or SEGKIT_QUICK set to a true value ("1", "true", "yes")
-    without a SEGKIT_SIZE."""
-    return notebook_size() == "quick"
 
 
 def describe_paths(data=None, cache=None, runs=None, pretrained=None) -> str:

@@ -302,13 +302,14 @@ def test_device_choice_prefers_cuda_then_apple_mps_then_cpu(cuda, mps, expected)
 
 def test_notebook_and_auto_device_use_mps_where_torch_reports_it(tmp_path, monkeypatch, capsys):
     """On a Mac with an Apple-silicon GPU torch reports MPS and no CUDA: course.device and `auto` say mps."""
-    from segkit.inference import default_device
+    from segkit.inference import default_device, resolve_device
 
     make_shapes(tmp_path / "shapes", size=32, n_train=1, n_val=1, n_test=1)
     monkeypatch.setenv("SEGKIT_DATA", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert default_device() == "mps"
+    assert resolve_device("auto") == torch.device("mps")  # train.device: auto, segkit evaluate/predict
     assert course_module.setup_notebook("quick").device == "mps"
     assert "device mps" in capsys.readouterr().out
 
