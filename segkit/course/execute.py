@@ -52,7 +52,6 @@ class NotebookRun:
     cell_seconds: dict[int, float] = field(default_factory=dict)  # cell index -> seconds, code cells run
     leftover_bytes: int = 0  # what the notebook left in its temporary folder (removed afterwards)
     leftover_files: list[str] = field(default_factory=list)  # the first few of them, relative to TMPDIR
-    stopped_at: int | None = None  # index of the cell where the run stopped early (time limit or error)
 
     @property
     def ok(self) -> bool:
@@ -163,7 +162,6 @@ def _run_cells(client, nb, run: NotebookRun, indices, start: float, timeout, cel
         remaining = None if timeout is None else timeout - (time.perf_counter() - start)
         if remaining is not None and remaining < 1:
             run.errors.append(CellError(index, "timeout", f"not run: the notebook's {timeout:.0f} s were up"))
-            run.stopped_at = index
             return
         limits = [limit for limit in (remaining, cell_timeout) if limit is not None]
         client.timeout = max(1, math.ceil(min(limits))) if limits else None
@@ -175,7 +173,6 @@ def _run_cells(client, nb, run: NotebookRun, indices, start: float, timeout, cel
             failed = False
         except DeadKernelError:
             run.errors.append(CellError(index, "dead kernel", "the kernel died (out of memory, or exit())"))
-            run.stopped_at = index
             return
         except CellExecutionError as error:
             if getattr(error, "ename", None) == TIMEOUT_ERROR:
@@ -185,5 +182,4 @@ def _run_cells(client, nb, run: NotebookRun, indices, start: float, timeout, cel
         finally:
             run.cell_seconds[index] = time.perf_counter() - cell_start
         if failed and stop_on_error:
-            run.stopped_at = index
             return
